@@ -6,13 +6,20 @@ Heavy modules (psycopg, dnspython) are imported inside the commands that need th
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from neondoctor import __version__
 from neondoctor.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from neondoctor.target import Target
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class UsageProblem(click.ClickException):
@@ -63,6 +70,66 @@ def cli() -> None:
       neondoctor explain [TEXT]   paste an error, get the cause and the next step
       neondoctor check [URL]      run DNS → TCP → TLS → auth → slots → tables
     """
+
+
+def use_color(stream: Any = None) -> bool:
+    """Colours only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    stream = stream or sys.stdout
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def target_options(func: F) -> F:
+    """The options that say where the connection string comes from (url and check)."""
+    func = click.option(
+        "--env-var",
+        metavar="NAME",
+        default=None,
+        help="Read the string from this environment variable instead of DATABASE_URL.",
+    )(func)
+    func = click.option(
+        "--env-file",
+        metavar="FILE",
+        default=None,
+        help="Read the string from this dotenv file (its DATABASE_URL, or --env-var).",
+    )(func)
+    return func
+
+
+def load_target(url: str | None, env_file: str | None, env_var: str | None) -> Target:
+    """Find and parse the target; a missing or unreadable source is a usage problem."""
+    from neondoctor.target import NoTarget, find_target, parse_target
+
+    try:
+        found = find_target(url, env_file=env_file, env_var=env_var)
+    except NoTarget as exc:
+        usage_problem(str(exc))
+    return parse_target(found)
+
+
+@cli.command("url")
+@click.argument("url", required=False)
+@target_options
+@click.option("--json", "as_json", is_flag=True, help="Print the url --json contract.")
+@click.pass_context
+def url_command(ctx: click.Context, url: str | None, env_file: str | None, env_var: str | None, as_json: bool) -> None:
+    """Explain a connection string part by part and flag its mistakes.
+
+    URL defaults to $DATABASE_URL, then .env in the working directory, then libpq's PG* variables.
+    Exit 0 when there are no errors, 1 when there are, 2 on bad usage.
+    """
+    from neondoctor.render import json as json_render
+    from neondoctor.render import text as text_render
+    from neondoctor.target import PARAM_MEANINGS
+
+    target = load_target(url, env_file, env_var)
+    report = target.to_json()
+    if as_json:
+        click.echo(json_render.render_url(report))
+    else:
+        click.echo(text_render.render_url(report, color=use_color(), meanings=PARAM_MEANINGS))
+    ctx.exit(ExitCode.FINDINGS if target.has_errors else ExitCode.OK)
 
 
 def main() -> None:

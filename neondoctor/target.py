@@ -203,6 +203,7 @@ class Target:
             {
                 "source": self.source,
                 "form": self.form,
+                "scheme": self.scheme,
                 "dsn": self.dsn(),
                 "driver": self.driver,
                 "user": self.user,
@@ -333,6 +334,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
     params, fixed_error = _libpq_parse(fixed_text, redactor) if fixed_text != text else (literal_params, libpq_error)
     if intent is not None:
         _password_findings(intent, literal_params, libpq_error, findings, redactor)
+        params = _in_written_order(params, intent.query)
     if fixed_error:
         findings.append(_libpq_error_finding(fixed_error, form))
     password_source = None
@@ -353,7 +355,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
                 "url-jdbc-form",
                 Severity.WARNING,
                 "a jdbc:postgresql:// URL is for Java's JDBC driver; libpq, psql and Python drivers reject it",
-                "Keep it for Java; give other clients the libpq-ready 'dsn' shown",
+                "Keep it for Java; give other clients the libpq-ready URL shown",
             )
         )
     elif libpq_error and not any(f.severity is Severity.ERROR for f in findings):
@@ -509,7 +511,7 @@ def _scheme_findings(scheme: str, driver: str | None, jdbc: bool, findings: list
                 f"'{scheme}+{driver}://' is SQLAlchemy's dialect+driver form"
                 + ("" if known else f" (and '{driver}' is not a driver SQLAlchemy ships)")
                 + "; libpq, psql, psycopg.connect() and most tools reject it",
-                "Give libpq (psql, psycopg.connect, pg_dump) the libpq-ready URL shown as 'dsn'; keep the "
+                "Give libpq (psql, psycopg.connect, pg_dump) the libpq-ready URL shown ('dsn' in JSON); keep the "
                 "+driver prefix only for SQLAlchemy's create_engine()",
             )
         )
@@ -557,6 +559,12 @@ def _libpq_url(scheme: str, intent: _Intent, *, jdbc: bool) -> tuple[str, dict[s
     path = "" if intent.path is None else "/" + intent.path
     base = "postgresql" if scheme in ("postgresql", "postgres") else scheme
     return f"{base}://{userinfo}{intent.hostport}{path}" + (f"?{query}" if query else ""), dropped
+
+
+def _in_written_order(params: dict[str, str], query: str) -> dict[str, str]:
+    written = [key for key, _ in parse_qsl(query, keep_blank_values=True)]
+    rank = {key: written.index(key) if key in written else -1 for key in params}
+    return dict(sorted(params.items(), key=lambda item: rank[item[0]]))
 
 
 def _needs_encoding(raw: str) -> bool:
@@ -651,7 +659,7 @@ def _password_findings(
             f"the password holds reserved URL characters ({' '.join(reserved)}) that are not percent-encoded: "
             f"{redactor(reads)}, not host {redactor(intent.hostport)!r}",
             f"Percent-encode the password: {encodings} (Python: urllib.parse.quote(password, safe='')); "
-            "the 'dsn' shown has the password encoded (and masked)",
+            "the libpq-ready URL shown has it encoded (and masked)",
         )
     )
 
@@ -669,7 +677,7 @@ def _param_findings(
                     f"'{key}={value}' is a Prisma-only parameter ({PRISMA_PARAMS[key]}); libpq rejects the whole "
                     f'string with: invalid URI query parameter: "{key}"',
                     f"Keep '{key}' in the URL that Prisma reads; remove it from the URL given to other clients "
-                    "(the 'dsn' shown has it removed)",
+                    "(the libpq-ready URL shown has it removed)",
                 )
             )
         elif form == "jdbc":
@@ -678,7 +686,7 @@ def _param_findings(
                 Finding(
                     "url-jdbc-parameter",
                     Severity.INFO,
-                    f"'{key}' is JDBC-only ({hint}); the libpq-ready 'dsn' leaves it out",
+                    f"'{key}' is JDBC-only ({hint}); the libpq-ready URL leaves it out",
                     "Keep it for the JDBC driver; for libpq clients use the 'dsn' shown",
                 )
             )
@@ -689,7 +697,7 @@ def _param_findings(
                     Severity.ERROR,
                     f"'{key}' is {DRIVER_PARAMS.get(lowered, 'not a libpq parameter')}; libpq rejects the whole "
                     f'string with: invalid URI query parameter: "{key}"',
-                    "Remove it (the 'dsn' shown has it removed)"
+                    "Remove it (the libpq-ready URL shown has it removed)"
                     + ("; add sslmode=require" if lowered == "ssl" and "sslmode" not in params else ""),
                 )
             )
