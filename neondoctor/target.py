@@ -216,6 +216,7 @@ class Target:
                 "params": params,
                 "neon": self.neon.to_json() if self.neon else None,
                 "libpq_error": self.libpq_error,
+                "libpq_version": libpq_version(),
                 "findings": [f.to_json() for f in self.findings],
             }
         )
@@ -588,7 +589,7 @@ def libpq_version() -> str:
     from psycopg import pq
 
     version = pq.version()
-    return f"{version // 10000}.{version % 10000 // 100 if version < 100000 else version % 100}"
+    return f"{version // 10000}.{version % 100}" if version >= 100000 else f"{version // 10000}.{version // 100 % 100}"
 
 
 def _libpq_parse(text: str, redactor: Redactor) -> tuple[dict[str, str], str | None]:

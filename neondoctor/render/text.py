@@ -37,6 +37,8 @@ def render_url(report: dict[str, Any], *, color: bool = False, meanings: dict[st
     style = Style(color)
     lines = [style(f"Connection string from {describe_source(report['source'])}", bold=True)]
     lines.append(f"  libpq-ready: {report['dsn']}")
+    verdict = f"rejects it: {report['libpq_error']}" if report.get("libpq_error") else "accepts it"
+    lines.append(f"  libpq {report.get('libpq_version', '')} on the string as given: {verdict}")
     lines.append("")
     rows: list[tuple[str, str, str]] = []
     if report.get("scheme"):
