@@ -1,0 +1,132 @@
+"""Shared fixtures: real PostgreSQL clusters (session-scoped, shared by config) and fake loopback peers.
+
+Clusters: ``pg`` (TLS via the test CA), ``pg_nossl``, and ``pg_factory(**config)`` for anything else;
+a test that changes a shared cluster (``set_hba``, settings) must put it back (``with cluster.hba(...)``).
+Peers: ``silent_peer``, ``garbage_peer``, ``closed_port`` (each unpacks as ``host, port``),
+``pg_protocol_peer(script)``, ``dns_server(records)`` (a ``"127.0.0.1:PORT"`` string), ``fake_peers``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pgcluster
+import pytest
+from peers import ClosedPort, DnsServer, GarbagePeer, Nameserver, PgProtocolPeer, PgScript, SilentPeer
+from pgcluster import MISSING_BINARIES, PgCluster, on_ci, start_cluster
+
+PgFactory = Callable[..., PgCluster]
+
+
+@pytest.fixture(scope="session")
+def pg_bindir() -> Path:
+    bindir = pgcluster.find_bindir()
+    if bindir is None:
+        if on_ci():
+            pytest.fail(MISSING_BINARIES, pytrace=False)
+        pytest.skip(MISSING_BINARIES)
+    return bindir
+
+
+def _config_key(config: Mapping[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, default=repr)
+
+
+@pytest.fixture(scope="session")
+def pg_factory(pg_bindir: Path) -> Iterator[PgFactory]:
+    """``pg_factory(**config)`` → a running cluster; the same config gives the same (shared) cluster."""
+    clusters: dict[str, PgCluster] = {}
+
+    def factory(**config: Any) -> PgCluster:
+        key = _config_key(config)
+        cluster = clusters.get(key)
+        if cluster is None or not cluster.running:
+            cluster = clusters[key] = start_cluster(**config)
+        return cluster
+
+    yield factory
+    for cluster in clusters.values():
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg(pg_factory: PgFactory) -> PgCluster:
+    """Healthy cluster: TLS signed by the test CA (``pg.ca_path``), scram, alice/bob, database ``app``."""
+    return pg_factory(ssl="ca")
+
+
+@pytest.fixture(scope="session")
+def pg_nossl(pg_factory: PgFactory) -> PgCluster:
+    """Like ``pg`` with TLS off."""
+    return pg_factory(ssl=False)
+
+
+class FakePeers:
+    """Makes peers for one test and stops them all at its end."""
+
+    def __init__(self) -> None:
+        self._running: list[Any] = []
+
+    def _keep(self, peer: Any) -> Any:
+        self._running.append(peer)
+        return peer.start()
+
+    def silent(self, host: str = "127.0.0.1") -> SilentPeer:
+        return self._keep(SilentPeer(host))
+
+    def garbage(self, payload: bytes = b"HTTP/1.1 400 Bad Request\r\n\r\n", **kwargs: Any) -> GarbagePeer:
+        return self._keep(GarbagePeer(payload, **kwargs))
+
+    def closed(self, host: str = "127.0.0.1") -> ClosedPort:
+        return self._keep(ClosedPort(host))
+
+    def pg(self, script: PgScript, **kwargs: Any) -> PgProtocolPeer:
+        return self._keep(PgProtocolPeer(script, **kwargs))
+
+    def dns(self, records: Mapping[str, Any] | None = None, **kwargs: Any) -> Nameserver:
+        return Nameserver(self._keep(DnsServer(records, **kwargs)))
+
+    def stop_all(self) -> None:
+        for peer in reversed(self._running):
+            peer.stop()
+        self._running.clear()
+
+
+@pytest.fixture
+def fake_peers() -> Iterator[FakePeers]:
+    made = FakePeers()
+    yield made
+    made.stop_all()
+
+
+@pytest.fixture
+def silent_peer(fake_peers: FakePeers) -> SilentPeer:
+    """Accepts and never answers; ``host, port = silent_peer``."""
+    return fake_peers.silent()
+
+
+@pytest.fixture
+def garbage_peer(fake_peers: FakePeers) -> GarbagePeer:
+    """Sends an HTTP 400 and hangs up; for another payload use ``fake_peers.garbage(b"...")``."""
+    return fake_peers.garbage()
+
+
+@pytest.fixture
+def closed_port(fake_peers: FakePeers) -> ClosedPort:
+    """Nothing listening (connection refused); ``host, port = closed_port``."""
+    return fake_peers.closed()
+
+
+@pytest.fixture
+def pg_protocol_peer(fake_peers: FakePeers) -> Callable[..., PgProtocolPeer]:
+    """``pg_protocol_peer(script, cert_names=...)`` → a running scripted server (see ``peers.NeonPresets``)."""
+    return fake_peers.pg
+
+
+@pytest.fixture
+def dns_server(fake_peers: FakePeers) -> Callable[..., Nameserver]:
+    """``dns_server(records)`` → ``"127.0.0.1:PORT"`` (with ``.queries``) of a running loopback DNS server."""
+    return fake_peers.dns
