@@ -132,5 +132,101 @@ def url_command(ctx: click.Context, url: str | None, env_file: str | None, env_v
     ctx.exit(ExitCode.FINDINGS if target.has_errors else ExitCode.OK)
 
 
+def _positive_seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value is not None and value <= 0:
+        usage_problem(f"{param.opts[0]} must be a number of seconds above 0, not {value:g}")
+    return value
+
+
+def _nameserver(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    import ipaddress
+    import re
+
+    match = re.fullmatch(
+        r"\[(?P<v6>[^\]]+)\](?::(?P<v6port>\d+))?|(?P<v4>[\d.]+)(?::(?P<v4port>\d+))?|(?P<bare>[0-9a-fA-F:]+)",
+        value.strip(),
+    )
+    try:
+        if not match:
+            raise ValueError
+        ip = match.group("v6") or match.group("v4") or match.group("bare")
+        ipaddress.ip_address(ip)
+        port = match.group("v6port") or match.group("v4port")
+        if port is not None and not 0 < int(port) < 65536:
+            raise ValueError
+    except ValueError:
+        usage_problem(f"--nameserver wants IP or IP:PORT (e.g. 127.0.0.1:5353 or [::1]:53), not {value!r}")
+    return value.strip()
+
+
+@cli.command("check")
+@click.argument("url", required=False)
+@target_options
+@click.option("--timeout", type=float, default=5.0, show_default=True, callback=_positive_seconds,
+              metavar="SECONDS", help="Limit for each network step.")
+@click.option("--total-timeout", type=float, default=30.0, show_default=True, callback=_positive_seconds,
+              metavar="SECONDS", help="Limit for the whole checklist.")
+@click.option("--nameserver", metavar="IP[:PORT]", callback=_nameserver,
+              help="Ask this DNS server instead of the system resolver.")
+@click.option("--expect-table", "expect_table", multiple=True, metavar="NAME",
+              help='A table the app needs (repeatable; schema.name and "Quoted" names allowed).')
+@click.option("--expect-tables", "expect_tables", multiple=True, metavar="A,B,C",
+              help="Several expected tables, comma-separated.")
+@click.option("--rules", "rules_dirs", multiple=True, metavar="DIR",
+              type=click.Path(exists=True, file_okay=False, dir_okay=True),
+              help="Also load the rules in this folder (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the check --json contract.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every probe's details.")
+@click.pass_context
+def check_command(
+    ctx: click.Context,
+    url: str | None,
+    env_file: str | None,
+    env_var: str | None,
+    timeout: float,
+    total_timeout: float,
+    nameserver: str | None,
+    expect_table: tuple[str, ...],
+    expect_tables: tuple[str, ...],
+    rules_dirs: tuple[str, ...],
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Run the checklist against the server: url → dns → tcp → tls → auth → slots → tables.
+
+    It stops at the first broken layer, names it, and says what to do next. It only reads: one
+    connection, SELECT and SHOW. Exit 0 when every probe passed (warnings allowed), 1 when one
+    failed, 2 on bad usage.
+    """
+    from neondoctor.checklist import run_check
+    from neondoctor.probes.base import CheckOptions
+    from neondoctor.probes.tables import BadTableName, parse_table_name, split_table_list
+    from neondoctor.render import json as json_render
+    from neondoctor.render import text as text_render
+
+    tables = list(expect_table) + [name for group in expect_tables for name in split_table_list(group)]
+    for name in tables:
+        try:
+            parse_table_name(name)
+        except BadTableName as exc:
+            usage_problem(f"--expect-table: {exc}")
+    target = load_target(url, env_file, env_var)
+    options = CheckOptions(
+        timeout=timeout,
+        total_timeout=total_timeout,
+        nameserver=nameserver,
+        expect_tables=tables,
+        rules_dirs=list(rules_dirs),
+    )
+    report = run_check(target, options)
+    if as_json:
+        click.echo(json_render.render_check(report.to_json()))
+    else:
+        click.echo(target.redactor(text_render.render_check(report.to_json(), color=use_color(), verbose=verbose)))
+    ctx.exit(ExitCode.FINDINGS if report.failed else ExitCode.OK)
+
+
 def main() -> None:
     cli.main()

@@ -12,3 +12,7 @@ def dumps(data: Any) -> str:
 
 def render_url(report: dict[str, Any]) -> str:
     return dumps(report)
+
+
+def render_check(report: dict[str, Any]) -> str:
+    return dumps(report)

@@ -99,3 +99,68 @@ def render_url(report: dict[str, Any], *, color: bool = False, meanings: dict[st
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def render_check(report: dict[str, Any], *, color: bool = False, verbose: bool = False) -> str:
+    """The `check` command, flutter-doctor style: one line per probe, the failure's cause and fix, a verdict."""
+    from neondoctor.render.style import STATUS_MARKS
+
+    style = Style(color)
+    target = report["target"]
+    lines = [style(f"Checking {target['dsn']}", bold=True) + style(f"  (from {describe_source(target['source'])})",
+                                                                        dim=True), ""]
+    width = max((len(p["name"]) for p in report["probes"]), default=0)
+    for probe in report["probes"]:
+        status = probe["status"]
+        mark = style(STATUS_MARKS[status], status)
+        timing = "" if status == "skip" else style(f"  [{probe['duration_ms']:.0f} ms]", dim=True)
+        summary = probe["summary"] if status != "skip" else style(probe["summary"], dim=True)
+        lines.append(f"{mark} {probe['name']:<{width}}  {summary}{timing}")
+        indent = " " * (width + 6)
+        if status in ("fail", "warn") and probe["matches"]:
+            lines.extend(_match_lines(probe["matches"][0], indent, style, full=status == "fail"))
+            others = [m["id"] for m in probe["matches"][1:]]
+            if others and status == "fail":
+                lines.append(f"{indent}{style('also possible: ' + ', '.join(others), dim=True)}")
+        elif status in ("fail", "warn") and probe.get("next_step"):
+            lines.append(f"{indent}next: {probe['next_step']}")
+        if verbose and probe["details"]:
+            for key, value in probe["details"].items():
+                lines.append(f"{indent}{style(key + ':', dim=True)} {_detail(value)}")
+    verdict = report["verdict"]
+    mark = {"pass": "✓", "warn": "!", "fail": "✗"}[verdict["status"]]
+    headline = style(f"{mark} {verdict['summary']}", verdict["status"])
+    lines.append("")
+    lines.append(f"{headline} Next: {verdict['next_step']}")
+    return "\n".join(lines)
+
+
+def _match_lines(match: dict[str, Any], indent: str, style: Style, *, full: bool) -> list[str]:
+    lines = [f"{indent}{style(match['title'], bold=True)}  {style('[' + match['id'] + ']', dim=True)}"]
+    if not full:
+        if match.get("fix"):
+            lines.append(f"{indent}next: {match['fix'][0]}")
+        return lines
+    if match.get("cause"):
+        lines.append(f"{indent}cause: {match['cause']}")
+    fixes = match.get("fix") or []
+    if len(fixes) == 1:
+        lines.append(f"{indent}fix: {fixes[0]}")
+    elif fixes:
+        lines.append(f"{indent}fix:")
+        lines.extend(f"{indent}  {number}. {step}" for number, step in enumerate(fixes, 1))
+    for link in (match.get("docs") or [])[:1]:
+        lines.append(f"{indent}docs: {link}")
+    return lines
+
+
+def _detail(value: Any) -> str:
+    if isinstance(value, dict | list):
+        import json
+
+        return json.dumps(value, ensure_ascii=False, default=str)
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)

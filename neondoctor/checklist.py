@@ -1,0 +1,226 @@
+"""The `check` runner: probes in order, one overall deadline, a verdict, everything redacted.
+
+Each probe runs in a worker thread so that the runner can keep its promise about the overall cap
+even when a library call overstays its own timeout (libpq's connect_timeout cannot be below 2 s).
+A probe still running one grace period after the deadline is abandoned: it becomes a fail and its
+thread is left to finish on its own (it is a daemon; whatever it opens later is closed by the probe
+itself when it sees ``ctx.facts["abandoned"]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from neondoctor.probes.base import CheckContext, CheckOptions, ProbeResult, Status
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from types import ModuleType
+
+    from neondoctor.target import Target
+
+GRACE_SECONDS = 0.5
+"""How long after the overall deadline a running probe may still finish before it is abandoned."""
+
+
+@dataclass
+class CheckReport:
+    target: dict[str, Any]
+    probes: list[ProbeResult]
+    verdict: dict[str, Any]
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict["status"] == "fail"
+
+    def to_json(self) -> dict[str, Any]:
+        """The `check --json` contract: fields may be added, never renamed."""
+        return {
+            "target": self.target,
+            "probes": [probe_json(p) for p in self.probes],
+            "verdict": self.verdict,
+        }
+
+
+def probe_json(result: ProbeResult) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "status": str(result.status),
+        "duration_ms": round(result.duration_ms, 1),
+        "summary": result.summary,
+        "details": result.details,
+        "matches": result.matches,
+        "next_step": result.next_step,
+    }
+
+
+def explain_failure(text: str, rules_dirs: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Rule matches for an error text, best first, in the `explain --json` shape."""
+    try:
+        from neondoctor import rules
+    except ImportError:
+        return []
+    matcher = getattr(rules, "explain_text", None)
+    if matcher is None:
+        return []
+    return list(matcher(text, rules_dirs=list(rules_dirs)))
+
+
+def run_check(
+    target: Target,
+    options: CheckOptions | None = None,
+    probes: Sequence[ModuleType] | None = None,
+) -> CheckReport:
+    if probes is None:
+        from neondoctor.probes import PROBES
+
+        probes = PROBES
+    options = options or CheckOptions()
+    ctx = CheckContext(target=target, options=options)
+    results: list[ProbeResult] = []
+    skip_reason: str | None = None
+    try:
+        for probe in probes:
+            if skip_reason is None and ctx.expired():
+                skip_reason = _cap_text(options)
+                ctx.facts.setdefault("cap_hit_before", probe.name)
+            if skip_reason is not None:
+                results.append(ProbeResult(probe.name, Status.SKIP, skip_reason))
+                continue
+            result = _run_probe(probe, ctx)
+            results.append(result)
+            if result.status is Status.FAIL:
+                skip_reason = _cap_text(options) if ctx.facts.get("abandoned") else f"blocked by {probe.name}"
+    finally:
+        _close(ctx)
+    redactor = target.redactor
+    for result in results:
+        result.summary = redactor(result.summary)
+        result.details = redactor.obj(result.details)
+        result.matches = redactor.obj(result.matches)
+        result.next_step = redactor(result.next_step) if result.next_step else None
+    verdict = redactor.obj(make_verdict(results, ctx, options))
+    return CheckReport(target=target.to_json(), probes=results, verdict=verdict, facts=ctx.facts)
+
+
+def _cap_text(options: CheckOptions) -> str:
+    return f"timed out (overall cap {options.total_timeout:g} s)"
+
+
+def _run_probe(probe: ModuleType, ctx: CheckContext) -> ProbeResult:
+    name = probe.name
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = probe.run(ctx)
+        except Exception as exc:
+            box["error"] = exc
+
+    started = time.monotonic()
+    worker = threading.Thread(target=work, name=f"probe-{name}", daemon=True)
+    worker.start()
+    worker.join(max(0.0, ctx.deadline - time.monotonic()) + GRACE_SECONDS)
+    elapsed_ms = (time.monotonic() - started) * 1000
+    if worker.is_alive():
+        ctx.facts["abandoned"] = True
+        ctx.facts.setdefault("cap_hit_before", name)
+        result = ProbeResult(
+            name,
+            Status.FAIL,
+            f"did not finish: {_cap_text(ctx.options)}",
+            details={"total_timeout_s": ctx.options.total_timeout},
+            next_step=f"Rerun with a larger --total-timeout; {name} was still waiting when the cap was reached",
+        )
+    elif "error" in box:
+        exc = box["error"]
+        text = f"{type(exc).__name__}: {exc}".strip()
+        result = ProbeResult(
+            name,
+            Status.FAIL,
+            f"internal error in the {name} probe: {text}",
+            details={"error": text},
+            next_step="This is a neondoctor bug: please report it with `neondoctor check --json` output",
+        )
+    else:
+        result = box.get("result") or ProbeResult(name, Status.FAIL, f"the {name} probe returned nothing")
+    result.duration_ms = elapsed_ms
+    return result
+
+
+def _close(ctx: CheckContext) -> None:
+    session = ctx.session
+    ctx.session = None
+    if session is not None:
+        with contextlib.suppress(Exception):
+            session.close()
+    for value in list(ctx.facts.values()):
+        if hasattr(value, "close") and hasattr(value, "fileno"):
+            with contextlib.suppress(Exception):
+                value.close()
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+def make_verdict(results: list[ProbeResult], ctx: CheckContext, options: CheckOptions) -> dict[str, Any]:
+    failed = next((r for r in results if r.status is Status.FAIL), None)
+    if failed is not None:
+        top = failed.matches[0] if failed.matches else None
+        next_step = failed.next_step
+        if top and top.get("fix"):
+            next_step = top["fix"][0]
+        layer = top.get("layer") if top else None
+        where = failed.name
+        if layer and layer not in (failed.name, "url", "server", "client", "database", "pooler") and failed.name in (
+            "auth",
+            "tls",
+        ):
+            where = f"{failed.name} (a {layer} problem)"
+        return {
+            "status": "fail",
+            "failed_probe": failed.name,
+            "layer": layer or failed.name,
+            "rule": top.get("id") if top else None,
+            "summary": f"Failed at {where}: {failed.summary.rstrip('.')}.",
+            "next_step": next_step or "Read the failing probe's details above (-v shows them all)",
+        }
+    cap_probe = ctx.facts.get("cap_hit_before")
+    if cap_probe:
+        return {
+            "status": "fail",
+            "failed_probe": cap_probe,
+            "layer": cap_probe,
+            "rule": None,
+            "summary": f"Stopped before {cap_probe}: {_cap_text(options)}.",
+            "next_step": f"Rerun with a larger --total-timeout (now {options.total_timeout:g} s)",
+        }
+    ran = [r for r in results if r.status is not Status.SKIP]
+    warnings = [r for r in results if r.status is Status.WARN]
+    fine = ", ".join(r.name for r in ran if r.status is Status.PASS) or "nothing"
+    if warnings:
+        first = warnings[0]
+        count = len(warnings)
+        return {
+            "status": "warn",
+            "failed_probe": None,
+            "layer": first.name,
+            "rule": None,
+            "summary": f"Works, with {count} warning{'s' if count > 1 else ''}: "
+            + "; ".join(f"{w.name}: {w.summary.rstrip('.')}" for w in warnings)
+            + f". Fine: {fine}.",
+            "next_step": first.next_step or "Read the warnings above",
+        }
+    return {
+        "status": "pass",
+        "failed_probe": None,
+        "layer": None,
+        "rule": None,
+        "summary": f"All good: {fine} passed.",
+        "next_step": "Nothing to fix: an app using this connection string should connect",
+    }
