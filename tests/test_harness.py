@@ -101,6 +101,39 @@ def test_factory_shares_clusters_by_config_and_wrong_name_fails_verify_full(
         assert conn.pgconn.ssl_in_use
 
 
+@pytest.mark.parametrize(
+    ("mode", "server_sees"),
+    [("selfsigned", "tlsv1 alert unknown ca"), ("expired", "sslv3 alert certificate expired")],
+)
+def test_self_signed_and_expired_clusters_fail_certificate_checks(
+    pg_factory: Callable[..., PgCluster], mode: str, server_sees: str
+) -> None:
+    cluster = pg_factory(ssl=mode)
+    rootcert = cluster.ca_path or cluster.server_cert_path
+    assert rootcert is not None
+    if mode == "selfsigned":
+        assert cluster.ca_path is None
+        with psycopg.connect(cluster.url(sslmode="require"), connect_timeout=5) as conn:
+            assert conn.pgconn.ssl_in_use
+        rootcert = pg_factory(ssl="ca").ca_path
+    mark = cluster.log_mark()
+    message = connect_error(cluster.url(sslmode="verify-ca", sslrootcert=str(rootcert)))
+    assert "SSL error: certificate verify failed" in message
+    assert server_sees in cluster.wait_for_log(r"could not accept SSL connection", mark)
+
+
+def test_settings_reach_the_server_and_bad_hba_is_refused(pg_factory: Callable[..., PgCluster]) -> None:
+    small = pg_factory(settings={"max_connections": 3, "superuser_reserved_connections": 1}, ssl=False)
+    assert small.execute("SHOW max_connections") == [("3",)]
+    with psycopg.connect(small.url(), connect_timeout=5), psycopg.connect(small.url(), connect_timeout=5):
+        assert "remaining connection slots are reserved" in connect_error(small.url())
+    with pytest.raises(ValueError, match='invalid connection type "hostx"'):
+        small.set_hba(["hostx all all 127.0.0.1/32 trust"])
+    small.set_hba(["host all all 127.0.0.1/32 scram-sha-256"])
+    with psycopg.connect(small.url(), connect_timeout=5):
+        pass
+
+
 def test_neon_endpoint_preset_reaches_psycopg_with_the_proxy_text(
     pg_protocol_peer: Callable[..., PgProtocolPeer],
 ) -> None:
@@ -137,6 +170,17 @@ def test_neon_proxy_refuses_plaintext_and_checks_the_password(
     failing = pg_protocol_peer(NeonPresets.password_failed)
     assert "password authentication failed for user 'alice'" in connect_error(failing.url(sslmode="require"))
     assert failing.last.password == "pw"
+
+
+def test_scripted_peer_can_accept_a_login_over_direct_tls(pg_protocol_peer: Callable[..., PgProtocolPeer]) -> None:
+    peer = pg_protocol_peer(NeonPresets.accepts)
+    with psycopg.connect(peer.url(sslmode="require", sslnegotiation="direct"), connect_timeout=3) as conn:
+        assert conn.pgconn.ssl_in_use and conn.info.server_version == 150000
+        conn.autocommit = True
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="fake server"):
+            conn.execute("SELECT 1")
+    seen = peer.last
+    assert seen.direct_tls and seen.alpn == "postgresql" and seen.queries == ["SELECT 1"]
 
 
 @pytest.mark.skipif(shutil.which("psql") is None, reason="psql not installed")
