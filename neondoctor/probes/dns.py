@@ -346,7 +346,7 @@ def _local_name(report: _HostReport, ctx: CheckContext, listed: list[str]) -> No
     report.summary = f"{report.host} → {', '.join(gai['addresses'])} (from /etc/hosts, no DNS query)"
 
 
-def _neon_without_sni(ctx: CheckContext) -> bool:
+def neon_without_sni(ctx: CheckContext) -> bool:
     if not (ctx.target.neon or ctx.facts.get("neon")):
         return False
     if _ENDPOINT_OPTION.search(ctx.target.params.get("options", "")):
@@ -374,7 +374,7 @@ def _one_host(
         report = _HostReport(host, port, "ip", Status.SKIP)
         report.addresses = [Address(_family(host), host, port)]
         report.summary = f"{host} is an IP address: nothing to resolve"
-        if _neon_without_sni(ctx):
+        if neon_without_sni(ctx):
             report.status = Status.WARN
             report.summary += "; but by IP libpq sends no TLS SNI, so Neon cannot tell which endpoint you mean"
             report.failure_text = "Endpoint ID is not specified"
