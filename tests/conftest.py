@@ -9,6 +9,7 @@ Peers: ``silent_peer``, ``garbage_peer``, ``closed_port`` (each unpacks as ``hos
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,16 @@ from peers import ClosedPort, DnsServer, GarbagePeer, Nameserver, PgProtocolPeer
 from pgcluster import MISSING_BINARIES, PgCluster, on_ci, start_cluster
 
 PgFactory = Callable[..., PgCluster]
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """On SIGTERM (a CI timeout), unwind like Ctrl-C so fixture teardown stops the clusters."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture(scope="session")

@@ -335,7 +335,7 @@ class Seen:
     cancel_request: bool = False
     protocol: tuple[int, int] | None = None
     params: dict[str, str] = field(default_factory=dict)
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     """Kept in memory only, so a test can check what the client sent; never print it."""
     sasl_mechanism: str | None = None
     queries: list[str] = field(default_factory=list)
@@ -440,7 +440,7 @@ class PgProtocolPeer(_StreamPeer):
         name = host or self.host
         if ":" in name:
             name = f"[{name}]"
-        query = urlencode({k: str(v) for k, v in params.items()})
+        query = urlencode({k: str(v) for k, v in params.items()}, quote_via=quote)
         return f"postgresql://{userinfo}@{name}:{self.port}/{quote(dbname, safe='')}" + (f"?{query}" if query else "")
 
     def _record_sni(self, sslobj: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:

@@ -343,7 +343,7 @@ def _conf_value(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-@dataclass
+@dataclass(eq=False)
 class PgCluster:
     """A running PostgreSQL server on loopback. Use :func:`start_cluster` to make one."""
 
@@ -352,13 +352,13 @@ class PgCluster:
     port: int
     ssl: str | None
     ipv6: bool
-    passwords: dict[str, str | None] = field(default_factory=dict)
+    passwords: dict[str, str | None] = field(default_factory=dict, repr=False)
     hba_lines: list[str] = field(default_factory=list)
     ca_path: Path | None = None
     server_cert_path: Path | None = None
     version: int = 0
     host: str = "127.0.0.1"
-    _running: bool = False
+    _running: bool = field(default=False, repr=False)
 
     @property
     def datadir(self) -> Path:
@@ -394,7 +394,7 @@ class PgCluster:
         hostpart = host or self.host
         if ":" in hostpart and not hostpart.startswith("["):
             hostpart = f"[{hostpart}]"
-        query = urlencode({k: str(v) for k, v in params.items() if v is not None})
+        query = urlencode({k: str(v) for k, v in params.items() if v is not None}, quote_via=quote)
         return f"postgresql://{userinfo}@{hostpart}:{port or self.port}/{quote(dbname, safe='')}" + (
             f"?{query}" if query else ""
         )
@@ -514,6 +514,11 @@ class PgCluster:
         self._running = True
         _live_clusters.add(self)
 
+    def restart(self) -> None:
+        """Stop and start again on the same data dir and port (for settings that need a restart)."""
+        self.stop(remove=False)
+        self.start()
+
     def stop(self, *, remove: bool = True) -> None:
         if self._running:
             result = self._pg_ctl("-m", "fast", "-w", "-t", str(_STOP_TIMEOUT), "stop", timeout=_STOP_TIMEOUT + 10)
@@ -527,12 +532,6 @@ class PgCluster:
     @property
     def running(self) -> bool:
         return self._running
-
-    def __hash__(self) -> int:
-        return id(self)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
 
     def __enter__(self) -> PgCluster:
         return self

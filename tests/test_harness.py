@@ -44,6 +44,8 @@ def test_password_with_reserved_characters_survives_the_url(pg: PgCluster) -> No
     assert "%40" in pg.url() and "%2F" in pg.url() and ALICE_PASSWORD not in pg.url()
     with psycopg.connect(**pg.conninfo(sslmode="require"), connect_timeout=5) as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("alice",)
+    with psycopg.connect(pg.url(sslmode="require", options="-c search_path=billing"), connect_timeout=5) as conn:
+        assert conn.execute("SHOW search_path").fetchone() == ("billing",)
 
 
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
