@@ -10,6 +10,7 @@ itself when it sees ``ctx.facts["abandoned"]``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -60,15 +61,24 @@ def probe_json(result: ProbeResult) -> dict[str, Any]:
 
 
 def explain_failure(text: str, rules_dirs: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Rule matches for an error text, best first, in the `explain --json` shape."""
+    """Rule matches for an error text, best first, in the `explain --json` shape.
+
+    A broken rule folder must not hide the failure being explained, so engine errors give no matches.
+    """
     try:
-        from neondoctor import rules
+        ruleset = _ruleset(tuple(rules_dirs))
+        return list(ruleset.explain(text)) if ruleset is not None else []
+    except Exception:
+        return []
+
+
+@functools.lru_cache(maxsize=4)
+def _ruleset(rules_dirs: tuple[str, ...]) -> Any:
+    try:
+        from neondoctor.rules import load_for_explain
     except ImportError:
-        return []
-    matcher = getattr(rules, "explain_text", None)
-    if matcher is None:
-        return []
-    return list(matcher(text, rules_dirs=list(rules_dirs)))
+        return None
+    return load_for_explain(rules_dirs)
 
 
 def run_check(

@@ -177,7 +177,7 @@ SLOTS = {"max_connections": 7, "superuser_reserved_connections": 2}
 
 @pytest.fixture
 def slots_pg(pg_factory: Callable[..., PgCluster]) -> Iterator[PgCluster]:
-    cluster = pg_factory(ssl=False, settings=SLOTS)
+    cluster = pg_factory(ssl="ca", settings=SLOTS)
     _wait_for_no_clients(cluster)
     yield cluster
     _wait_for_no_clients(cluster)
@@ -190,8 +190,10 @@ def hold(slots_pg: PgCluster) -> Iterator[Callable[..., None]]:
 
     def take(count: int, *, superuser: bool = False) -> None:
         for _ in range(count):
-            held.append(slots_pg.admin("app") if superuser else psycopg.connect(**slots_pg.conninfo("bob"),
-                                                                                 connect_timeout=5))
+            if superuser:
+                held.append(slots_pg.admin("app"))
+            else:
+                held.append(psycopg.connect(**slots_pg.conninfo("bob", sslmode="require"), connect_timeout=5))
 
     yield take
     for conn in held:
@@ -211,7 +213,7 @@ def _wait_for_no_clients(cluster: PgCluster) -> None:
 
 
 def test_slots_pass_with_pool_advice(slots_pg: PgCluster) -> None:
-    run = check(slots_pg.url(), "--json")
+    run = check(slots_pg.url(**slots_pg.verify_full_params()), "--json")
     assert run.code == 0
     slots = run.probe("slots")
     assert slots["status"] == "pass"
@@ -222,7 +224,7 @@ def test_slots_pass_with_pool_advice(slots_pg: PgCluster) -> None:
 
 def test_slots_warn_at_80_percent_with_a_pool_that_fits(slots_pg: PgCluster, hold: Callable[..., None]) -> None:
     hold(3)
-    as_json, as_text = check_both(slots_pg.url())
+    as_json, as_text = check_both(slots_pg.url(**slots_pg.verify_full_params()))
     assert as_json.code == 0
     slots = as_json.probe("slots")
     assert slots["status"] == "warn", slots
@@ -237,7 +239,7 @@ def test_slots_warn_at_80_percent_with_a_pool_that_fits(slots_pg: PgCluster, hol
 
 def test_slots_fail_when_the_check_takes_the_last_slot(slots_pg: PgCluster, hold: Callable[..., None]) -> None:
     hold(4)
-    run = check(slots_pg.url(), "--json")
+    run = check(slots_pg.url(**slots_pg.verify_full_params()), "--json")
     failed = assert_failed_at(run, "slots", {"slots-reserved"})
     assert failed["details"]["left"] == 0
     assert "no connection slot left for alice" in failed["summary"]
@@ -245,7 +247,7 @@ def test_slots_fail_when_the_check_takes_the_last_slot(slots_pg: PgCluster, hold
 
 def test_reserved_slots_refuse_a_non_superuser_at_auth(slots_pg: PgCluster, hold: Callable[..., None]) -> None:
     hold(5)
-    as_json, as_text = check_both(slots_pg.url())
+    as_json, as_text = check_both(slots_pg.url(**slots_pg.verify_full_params()))
     failed = assert_failed_at(as_json, "auth", {"slots-reserved"})
     assert "remaining connection slots are reserved" in failed["summary"]
     assert "slots problem" in as_json.report["verdict"]["summary"]
@@ -255,7 +257,7 @@ def test_reserved_slots_refuse_a_non_superuser_at_auth(slots_pg: PgCluster, hold
 def test_too_many_clients_when_every_slot_is_taken(slots_pg: PgCluster, hold: Callable[..., None]) -> None:
     hold(5)
     hold(2, superuser=True)
-    as_json, _ = check_both(slots_pg.url())
+    as_json, _ = check_both(slots_pg.url(**slots_pg.verify_full_params()))
     failed = assert_failed_at(as_json, "auth", {"slots-too-many-clients"})
     assert "sorry, too many clients already" in failed["summary"]
     assert "slots problem" in as_json.report["verdict"]["summary"]

@@ -1,0 +1,84 @@
+"""Wall time of a healthy `neondoctor check` against a bare psycopg connect + SELECT 1.
+
+Starts its own PostgreSQL server on loopback (tests/pgcluster.py, TLS from the test CA), then runs
+both commands interleaved, each in a fresh interpreter, and reports the medians and their ratio.
+
+    .venv/bin/python bench/bench_check.py [--runs 20] [--json] [--max-ratio 1.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+TARGET_RATIO = 1.5
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=60)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{argv[1:3]} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="runs of each command (at least 15)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--max-ratio", type=float, default=None, help="exit 1 if the ratio is above this")
+    args = parser.parse_args()
+    runs = max(15, args.runs)
+
+    from pgcluster import start_cluster
+
+    cluster = start_cluster(ssl="ca")
+    try:
+        url = cluster.url(**cluster.verify_full_params())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG") and k != "DATABASE_URL"}
+        env["NO_COLOR"] = "1"
+        check = [sys.executable, "-m", "neondoctor", "check", url]
+        bare = [sys.executable, "-c", "import sys, psycopg; psycopg.connect(sys.argv[1]).execute('select 1')", url]
+        timed(check, env)
+        timed(bare, env)
+        samples: dict[str, list[float]] = {"check": [], "bare": []}
+        for _ in range(runs):
+            samples["check"].append(timed(check, env))
+            samples["bare"].append(timed(bare, env))
+    finally:
+        cluster.stop()
+
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    ratio = medians["check"] / medians["bare"]
+    result = {
+        "runs": runs,
+        "median_ms": {name: round(value * 1000, 1) for name, value in medians.items()},
+        "min_ms": {name: round(min(values) * 1000, 1) for name, values in samples.items()},
+        "ratio": round(ratio, 2),
+        "target_ratio": TARGET_RATIO,
+        "python": sys.version.split()[0],
+        "server_version": cluster.version,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"healthy check vs bare psycopg connect + SELECT 1, {runs} interleaved runs each, fresh interpreter")
+        for name in ("check", "bare"):
+            print(f"  {name:<6} median {result['median_ms'][name]:7.1f} ms   min {result['min_ms'][name]:7.1f} ms")
+        print(f"  ratio  {ratio:.2f}× (target ≤ {TARGET_RATIO}×)")
+    limit = args.max_ratio
+    return 1 if limit is not None and ratio > limit else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
