@@ -579,23 +579,25 @@ def start_cluster(
     last_error: Exception | None = None
     for _attempt in range(3):
         basedir = Path(tempfile.mkdtemp(prefix="neondoctor-pg-", dir=scratch_root()))
-        os.chmod(basedir, 0o755)
-        user.own(basedir)
-        copied = user.run(["cp", "-a", str(template), str(basedir / "data")], cwd=basedir)
-        if copied.returncode != 0:
-            shutil.rmtree(basedir, ignore_errors=True)
-            raise PgStartError(f"copying the initdb template failed: {copied.stderr}")
         cluster = PgCluster(bindir=bindir, basedir=basedir, port=free_port(ipv6=use_v6), ssl=mode, ipv6=use_v6)
-        cluster.passwords["postgres"] = SUPERUSER_PASSWORD
-        _configure(cluster, mode, settings or {}, cert_names)
-        cluster._write_hba(list(DEFAULT_HBA if hba is None else hba))
         try:
+            os.chmod(basedir, 0o755)
+            user.own(basedir)
+            copied = user.run(["cp", "-a", str(template), str(cluster.datadir)], cwd=basedir)
+            if copied.returncode != 0:
+                raise PgStartError(f"copying the initdb template failed: {copied.stderr}")
+            cluster.passwords["postgres"] = SUPERUSER_PASSWORD
+            _configure(cluster, mode, settings or {}, cert_names)
+            cluster._write_hba(list(DEFAULT_HBA if hba is None else hba))
             cluster.start()
         except PgStartError as exc:
             last_error = exc
             cluster.stop()
             if "could not bind" in str(exc) or "Address already in use" in str(exc):
                 continue
+            raise
+        except BaseException:
+            cluster.stop()
             raise
         break
     else:
