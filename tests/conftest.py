@@ -141,3 +141,16 @@ def pg_protocol_peer(fake_peers: FakePeers) -> Callable[..., PgProtocolPeer]:
 def dns_server(fake_peers: FakePeers) -> Callable[..., Nameserver]:
     """``dns_server(records)`` → ``"127.0.0.1:PORT"`` (with ``.queries``) of a running loopback DNS server."""
     return fake_peers.dns
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """On CI a skipped test is a failure: the real-database tests must run there."""
+    if not on_ci():
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped and exitstatus == pytest.ExitCode.OK:
+        for report in skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+            reporter.write_line(f"CI: skipped test is a failure here: {report.nodeid}: {reason}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
