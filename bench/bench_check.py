@@ -2,6 +2,8 @@
 
 Starts its own PostgreSQL server on loopback (tests/pgcluster.py, TLS from the test CA), then runs
 both commands interleaved, each in a fresh interpreter, and reports the medians and their ratio.
+Both run from bytecode, as after ``pip install``: PYTHONDONTWRITEBYTECODE is dropped so that the
+warm-up run writes neondoctor's ``__pycache__`` (an editable install otherwise recompiles every run).
 
     .venv/bin/python bench/bench_check.py [--runs 20] [--json] [--max-ratio 1.5]
 """
@@ -47,6 +49,7 @@ def main() -> int:
         url = cluster.url(**cluster.verify_full_params())
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG") and k != "DATABASE_URL"}
         env["NO_COLOR"] = "1"
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         check = [sys.executable, "-m", "neondoctor", "check", url]
         bare = [sys.executable, "-c", "import sys, psycopg; psycopg.connect(sys.argv[1]).execute('select 1')", url]
         timed(check, env)
