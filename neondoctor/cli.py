@@ -228,5 +228,177 @@ def check_command(
     ctx.exit(ExitCode.FINDINGS if report.failed else ExitCode.OK)
 
 
+def rules_option(func: F) -> F:
+    """``--rules DIR`` (repeatable): user rule folders, added after $NEONDOCTOR_RULES; same id replaces a built-in."""
+    return click.option(
+        "--rules",
+        "rules_dirs",
+        multiple=True,
+        metavar="DIR",
+        type=click.Path(exists=True, file_okay=False, dir_okay=True),
+        help="Also load the rules in this folder (repeatable); a rule with a built-in id replaces it.",
+    )(func)
+
+
+def _explain_input(text: tuple[str, ...], file_path: str | None) -> Any:
+    import io
+
+    if text and file_path:
+        usage_problem("give the error text as an argument or with --file, not both")
+    if file_path and file_path != "-":
+        try:
+            return open(file_path, "rb")
+        except OSError as exc:
+            usage_problem(f"cannot read {file_path}: {exc.strerror or exc}")
+    if text and text != ("-",):
+        return io.BytesIO(" ".join(text).encode("utf-8", "surrogateescape"))
+    if not text and not file_path and click.get_text_stream("stdin").isatty():
+        usage_problem("nothing to explain: pass the error text as an argument, with --file PATH, or on stdin")
+    return click.get_binary_stream("stdin")
+
+
+@cli.command("explain")
+@click.argument("text", nargs=-1)
+@click.option("-f", "--file", "file_path", metavar="PATH", help="Read the error text or a whole log from this file.")
+@rules_option
+@click.option("--json", "as_json", is_flag=True, help='Print {"matches": [...]} (best first) instead of text.')
+@click.pass_context
+def explain_command(
+    ctx: click.Context, text: tuple[str, ...], file_path: str | None, rules_dirs: tuple[str, ...], as_json: bool
+) -> None:
+    """Paste an error (or a whole log) and get its cause and the fix.
+
+    TEXT is the error message; without it the text is read from --file or stdin ("-"). Logs with
+    tracebacks, docker-compose prefixes and timestamps are fine: the root cause is ranked first.
+    Exit 0 when a rule matched, 1 when none did, 2 on bad usage or unreadable input.
+    """
+    from neondoctor.explain import explain_stream
+    from neondoctor.rules import RulesError, load_for_explain
+
+    try:
+        ruleset = load_for_explain(rules_dirs)
+    except RulesError as exc:
+        usage_problem(str(exc))
+    if ruleset.skipped:
+        count = len({(p.file, p.rule_id) for p in ruleset.skipped})
+        click.echo(f"neondoctor: warning: skipped {count} broken rule(s); see 'neondoctor rules lint'", err=True)
+    stream = _explain_input(text, file_path)
+    try:
+        with stream:
+            result = explain_stream(stream, ruleset)
+    except OSError as exc:
+        usage_problem(f"cannot read {file_path or 'stdin'}: {exc.strerror or exc}")
+    if result.empty:
+        usage_problem("nothing to explain: the input is empty")
+    if result.truncated:
+        click.echo("neondoctor: note: too many distinct error lines; only the first ones were explained", err=True)
+    report = result.to_json()
+    if as_json:
+        from neondoctor.render import json as json_render
+
+        click.echo(json_render.render_explain(report))
+    else:
+        from neondoctor.render import text as text_render
+
+        click.echo(text_render.render_explain(report, color=use_color()))
+    ctx.exit(ExitCode.OK if report["matches"] else ExitCode.FINDINGS)
+
+
+def _load_rules(ctx: click.Context, rules_dirs: tuple[str, ...]) -> Any:
+    from neondoctor.rules import RulesError, load_rules
+
+    dirs = [*(ctx.obj or {}).get("rules_dirs", ()), *rules_dirs]
+    try:
+        return load_rules(dirs)
+    except RulesError as exc:
+        usage_problem(str(exc))
+
+
+@cli.group("rules")
+@rules_option
+@click.pass_context
+def rules_group(ctx: click.Context, rules_dirs: tuple[str, ...]) -> None:
+    """List, show, lint and test the rules behind explain (built-ins, $NEONDOCTOR_RULES, --rules)."""
+    ctx.obj = {"rules_dirs": list(rules_dirs)}
+
+
+@rules_group.command("list")
+@rules_option
+@click.option("--json", "as_json", is_flag=True, help="Print the rules as JSON.")
+@click.pass_context
+def rules_list_command(ctx: click.Context, rules_dirs: tuple[str, ...], as_json: bool) -> None:
+    """One line per rule: id, layer, blame, title (and origin for your own rules)."""
+    from neondoctor.render import json as json_render
+    from neondoctor.render import text as text_render
+
+    ruleset = _load_rules(ctx, rules_dirs)
+    rows = [rule.to_dict() for rule in ruleset]
+    if as_json:
+        keys = ("id", "layer", "blame", "title", "origin")
+        click.echo(json_render.dumps([{key: row[key] for key in keys} for row in rows]))
+    else:
+        click.echo(text_render.render_rules_list(rows, color=use_color()))
+    ctx.exit(ExitCode.OK)
+
+
+@rules_group.command("show")
+@click.argument("rule_id", metavar="ID")
+@rules_option
+@click.option("--json", "as_json", is_flag=True, help="Print the rule as JSON.")
+@click.pass_context
+def rules_show_command(ctx: click.Context, rule_id: str, rules_dirs: tuple[str, ...], as_json: bool) -> None:
+    """Print one rule in full, with the file it comes from."""
+    import difflib
+
+    from neondoctor.render import json as json_render
+    from neondoctor.render import text as text_render
+
+    ruleset = _load_rules(ctx, rules_dirs)
+    rule = ruleset.by_id.get(rule_id)
+    if rule is None:
+        close = difflib.get_close_matches(rule_id, list(ruleset.by_id), n=3)
+        usage_problem(f"no rule {rule_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    click.echo(json_render.dumps(rule.to_dict()) if as_json else text_render.render_rule(rule.to_dict()))
+    ctx.exit(ExitCode.OK)
+
+
+@rules_group.command("lint")
+@rules_option
+@click.pass_context
+def rules_lint_command(ctx: click.Context, rules_dirs: tuple[str, ...]) -> None:
+    """Check every rule: format, regexes, ids, and that its examples match it first. Exit 1 on any problem."""
+    from neondoctor.render import text as text_render
+    from neondoctor.rules import lint
+
+    ruleset = _load_rules(ctx, rules_dirs)
+    problems = [str(problem) for problem in lint(ruleset)]
+    click.echo(text_render.render_lint(problems, len(ruleset), color=use_color()))
+    ctx.exit(ExitCode.FINDINGS if problems else ExitCode.OK)
+
+
+@rules_group.command("test")
+@rules_option
+@click.pass_context
+def rules_test_command(ctx: click.Context, rules_dirs: tuple[str, ...]) -> None:
+    """Run every example and not_example; a table per rule. Exit 1 on a miss or a false hit."""
+    from neondoctor.render import text as text_render
+    from neondoctor.rules import run_examples
+
+    ruleset = _load_rules(ctx, rules_dirs)
+    rows = {rule.id: {"id": rule.id, "matched": 0, "missed": 0, "false_hits": 0} for rule in ruleset}
+    failures: list[str] = []
+    for result in run_examples(ruleset):
+        row = rows[result.rule.id]
+        if result.kind == "example":
+            row["matched" if result.ok else "missed"] += 1
+        elif not result.ok:
+            row["false_hits"] += 1
+        if not result.ok:
+            text = " ".join(result.text.split())
+            failures.append(f"{result.rule.id} {result.kind}[{result.index + 1}] {result.detail}: {text[:160]}")
+    click.echo(text_render.render_rules_test(list(rows.values()), failures, color=use_color()))
+    ctx.exit(ExitCode.FINDINGS if failures else ExitCode.OK)
+
+
 def main() -> None:
     cli.main()

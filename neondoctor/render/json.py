@@ -16,3 +16,8 @@ def render_url(report: dict[str, Any]) -> str:
 
 def render_check(report: dict[str, Any]) -> str:
     return dumps(report)
+
+
+def render_explain(result: dict[str, Any]) -> str:
+    """The `explain --json` contract: {"matches": [...best first...], "sqlstates": [...]}."""
+    return dumps(result)

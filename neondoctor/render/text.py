@@ -164,3 +164,140 @@ def _detail(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
+
+
+# --------------------------------------------------------------------------- explain and rules
+
+EXPLAIN_WIDTH = 88
+EXCERPT_LINES = 8
+EXCERPT_CHARS = 300
+BLAME_WORDS = {
+    "user": "yours (connection string or configuration)",
+    "network": "the network (firewall, DNS, routing)",
+    "provider": "the provider (Neon: quota, limits, incident)",
+    "server": "the server (its configuration or state)",
+    "client": "the client (driver or library)",
+}
+LIVE_LAYERS = ("dns", "tcp", "tls", "auth", "database", "slots", "tables")
+CHECK_HINT = 'neondoctor check "$DATABASE_URL"'
+
+
+def render_explain(result: dict[str, Any], *, color: bool = False) -> str:
+    """The `explain` command: every matched rule, most likely first, or what to do when none matched."""
+    style = Style(color)
+    matches = result.get("matches") or []
+    if not matches:
+        return _render_explain_none(result, style)
+    lines: list[str] = []
+    if len(matches) > 1:
+        lines += [style(f"{len(matches)} rules match; the most likely comes first.", dim=True), ""]
+    for number, match in enumerate(matches, 1):
+        if number > 1:
+            lines.append("")
+        lines.extend(_explain_match(match, number if len(matches) > 1 else None, style))
+    return "\n".join(lines)
+
+
+def _explain_match(match: dict[str, Any], number: int | None, style: Style) -> list[str]:
+    head = f"{number}. " if number else ""
+    lines = [f"{head}{style(match['title'], bold=True)}  {style('[' + match['id'] + ']', dim=True)}"]
+    indent = " " * len(head) if head else ""
+    facts = [f"layer {match['layer']}"]
+    if match.get("blame"):
+        facts.append(f"whose move: {BLAME_WORDS.get(match['blame'], match['blame'])}")
+    if match.get("line"):
+        facts.append(f"input line {match['line']}")
+    lines.append(indent + style(" · ".join(facts), dim=True))
+    excerpt = (match.get("excerpt") or "").splitlines()
+    for row in excerpt[:EXCERPT_LINES]:
+        row = row.replace("\t", "    ")
+        if len(row) > EXCERPT_CHARS:
+            row = row[: EXCERPT_CHARS - 1] + "…"
+        lines.append(f"{indent}  {style('│', dim=True)} {style(row, 'warning')}")
+    if len(excerpt) > EXCERPT_LINES:
+        lines.append(f"{indent}  {style('│', dim=True)} {style('…', dim=True)}")
+    lines.extend(_wrapped(style("Cause:", bold=True) + " ", match["cause"], indent, len("Cause: ")))
+    fixes = match.get("fix") or []
+    if fixes:
+        lines.append(indent + style("Fix:", bold=True))
+        for step_number, step in enumerate(fixes, 1):
+            lines.extend(_wrapped(f"  {step_number}. ", step, indent, len(f"  {step_number}. ")))
+    for link in match.get("docs") or []:
+        lines.append(f"{indent}{style('Docs:', bold=True)} {link}")
+    if match.get("layer") in LIVE_LAYERS:
+        lines.append(f"{indent}{style('Check it live:', 'info')} {CHECK_HINT}")
+    return lines
+
+
+def _wrapped(label: str, text: str, indent: str, hang: int) -> list[str]:
+    import click
+
+    body = click.wrap_text(
+        text, width=EXPLAIN_WIDTH, initial_indent="", subsequent_indent=indent + " " * hang, preserve_paragraphs=False
+    ).splitlines() or [""]
+    first, rest = body[0], body[1:]
+    if not first.strip() and rest:
+        first, rest = rest[0].strip(), rest[1:]
+    return [f"{indent}{label}{first.strip()}", *rest]
+
+
+def _render_explain_none(result: dict[str, Any], style: Style) -> str:
+    lines = [style("No rule matches this text.", "warning", bold=True)]
+    for state in result.get("sqlstates") or []:
+        meaning = state.get("meaning") or "a class this tool has no description for"
+        lines.append(f"SQLSTATE {state['code']}: class {state['class']}, {meaning}.")
+    lines.append(f"Run the connection checklist to find the step that fails: {CHECK_HINT}")
+    lines.append("Paste the complete error message, including the lines around it, or the whole log with --file.")
+    return "\n".join(lines)
+
+
+def render_rules_list(rules: list[dict[str, Any]], *, color: bool = False) -> str:
+    style = Style(color)
+    if not rules:
+        return "No rules."
+    show_origin = any(rule["origin"] != "builtin" for rule in rules)
+    headers = ["id", "layer", "blame", "title"] + (["origin"] if show_origin else [])
+    rows = [
+        [rule["id"], rule["layer"], rule["blame"], rule["title"]] + ([rule["origin"]] if show_origin else [])
+        for rule in rules
+    ]
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers) - 1)]
+    out = [style("  ".join(h.ljust(w) for h, w in zip(headers, [*widths, 0], strict=True)).rstrip(), bold=True)]
+    for row in rows:
+        out.append("  ".join(str(cell).ljust(w) for cell, w in zip(row, [*widths, 0], strict=True)).rstrip())
+    out.append(style(f"{len(rules)} rules", dim=True))
+    return "\n".join(out)
+
+
+def render_rule(rule: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(rule, sort_keys=False, allow_unicode=True, width=100).rstrip()
+
+
+def render_lint(problems: list[str], rule_count: int, *, color: bool = False) -> str:
+    style = Style(color)
+    if not problems:
+        return style(f"✓ {rule_count} rules, no problems.", "pass")
+    lines = [*problems, style(f"✗ {_plural(len(problems), 'problem')} in {rule_count} rules.", "fail")]
+    return "\n".join(lines)
+
+
+def render_rules_test(rows: list[dict[str, Any]], failures: list[str], *, color: bool = False) -> str:
+    """One row per rule: examples matched (and ranked first), missed, not_examples that matched (false hits)."""
+    style = Style(color)
+    width = max([len("rule"), *(len(row["id"]) for row in rows)])
+    lines = [style(f"{'rule':<{width}}  examples matched  missed  false hits", bold=True)]
+    for row in rows:
+        bad = row["missed"] or row["false_hits"]
+        cells = f"{row['id']:<{width}}  {row['matched']:>16}  {row['missed']:>6}  {row['false_hits']:>10}"
+        lines.append(style(cells, "fail") if bad else cells)
+    totals = {key: sum(row[key] for row in rows) for key in ("matched", "missed", "false_hits")}
+    lines.append(
+        style(
+            f"{'total':<{width}}  {totals['matched']:>16}  {totals['missed']:>6}  {totals['false_hits']:>10}", bold=True
+        )
+    )
+    if failures:
+        lines += ["", *failures]
+    return "\n".join(lines)
