@@ -210,20 +210,18 @@ def make_verdict(results: list[ProbeResult], ctx: CheckContext, options: CheckOp
             "summary": f"Stopped before {cap_probe}: {_cap_text(options)}.",
             "next_step": f"Rerun with a larger --total-timeout (now {options.total_timeout:g} s)",
         }
-    ran = [r for r in results if r.status is not Status.SKIP]
     warnings = [r for r in results if r.status is Status.WARN]
-    fine = ", ".join(r.name for r in ran if r.status is Status.PASS) or "nothing"
+    fine = _what_works(results)
     if warnings:
         first = warnings[0]
         count = len(warnings)
+        names = ", ".join(w.name for w in warnings)
         return {
             "status": "warn",
             "failed_probe": None,
             "layer": first.name,
             "rule": None,
-            "summary": f"Works, with {count} warning{'s' if count > 1 else ''}: "
-            + "; ".join(f"{w.name}: {w.summary.rstrip('.')}" for w in warnings)
-            + f". Fine: {fine}.",
+            "summary": f"Works, with {count} warning{'s' if count > 1 else ''} ({names}): {fine}.",
             "next_step": first.next_step or "Read the warnings above",
         }
     return {
@@ -231,6 +229,31 @@ def make_verdict(results: list[ProbeResult], ctx: CheckContext, options: CheckOp
         "failed_probe": None,
         "layer": None,
         "rule": None,
-        "summary": f"All good: {fine} passed.",
+        "summary": f"All good: {fine}.",
         "next_step": "Nothing to fix: an app using this connection string should connect",
     }
+
+
+def _what_works(results: list[ProbeResult]) -> str:
+    """One line on what is fine, from the facts the passing probes found."""
+    by_name = {r.name: r for r in results if r.status in (Status.PASS, Status.WARN)}
+    parts: list[str] = []
+    auth = by_name.get("auth")
+    if auth is not None and auth.details.get("user"):
+        details = auth.details
+        version = str(details.get("server_version", "")).split(" ")[0]
+        parts.append(
+            f"{details['user']} logs in to {details.get('database')} (PostgreSQL {version}, "
+            f"{'TLS' if details.get('tls') else 'no TLS'})"
+        )
+    slots = by_name.get("slots")
+    if slots is not None and "left" in slots.details:
+        parts.append(f"{slots.details['left']} connection slots left")
+    tables = by_name.get("tables")
+    if tables is not None and tables.status is Status.PASS:
+        expected = tables.details.get("expected")
+        parts.append(f"all {len(expected)} expected tables readable" if expected else "tables present")
+    if not parts:
+        parts.append(", ".join(by_name) + " passed" if by_name else "nothing ran")
+    skipped = [r.name for r in results if r.status is Status.SKIP]
+    return "; ".join(parts) + (f" (skipped: {', '.join(skipped)})" if skipped else "")

@@ -387,3 +387,28 @@ def test_json_contract(pg: PgCluster) -> None:
     assert {"status", "failed_probe", "next_step"} <= report["verdict"].keys()
     assert report["verdict"]["failed_probe"] == "auth"
     assert report["verdict"]["next_step"]
+
+
+def test_env_file_target_and_unix_socket(pg: PgCluster, tmp_path: Any) -> None:
+    env_file = tmp_path / "app.env"
+    env_file.write_text(f"DATABASE_URL='host={pg.socket_dir} port={pg.port} user=postgres dbname=app'\n")
+    as_json, as_text = check_both("--env-file", str(env_file))
+    assert as_json.code == 0, as_text.stdout
+    statuses = as_json.statuses()
+    assert statuses.pop("url") in ("pass", "warn")
+    assert statuses == {"dns": "skip", "tcp": "skip", "tls": "skip", "auth": "pass", "slots": "pass", "tables": "pass"}
+    assert as_json.probe("auth")["details"]["tls"] is False
+    assert f"(from {env_file} (--env-file))" in as_text.stdout.splitlines()[0]
+    assert "Unix socket" in as_json.probe("url")["summary"]
+
+
+def test_colour_only_when_asked(pg: PgCluster) -> None:
+    from neondoctor.render.text import render_check
+
+    report = check(pg.url(password="wrong-pw-42"), "--json", secret="wrong-pw-42").report
+    coloured = render_check(report, color=True)
+    plain = render_check(report, color=False)
+    assert "\x1b[" in coloured and "\x1b[" not in plain
+    lines = plain.splitlines()
+    assert any(line.startswith("[✗] auth ") for line in lines)
+    assert any(line.startswith("[-] slots ") and line.endswith("blocked by auth") for line in lines)

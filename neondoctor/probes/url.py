@@ -44,7 +44,8 @@ def run(ctx: CheckContext) -> ProbeResult:
 
 def _where(ctx: CheckContext) -> str:
     target = ctx.target
-    hosts = [f"{h}:{p}" if h else f"Unix socket (port {p})" for h, p in target.hosts]
+    hosts = [f"Unix socket {h or '(default)'} (port {p})" if not h or h.startswith("/") else f"{h}:{p}"
+             for h, p in target.hosts]
     who = target.user or "(OS user)"
     return f"{who} → {', '.join(hosts)} / {target.database or '(database = user name)'}"
 
