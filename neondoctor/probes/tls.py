@@ -329,7 +329,9 @@ def negotiate(sock: socket.socket, timeout: float) -> Reply:
     if not answer:
         return Reply("eof")
     if answer in (b"S", b"N"):
-        return Reply(answer.decode())
+        readable, _, _ = select.select([sock], [], [], 0)
+        more = sock.recv(_PEEK_BYTES, socket.MSG_PEEK) if readable else b""
+        return Reply("garbage", answer + more) if more else Reply(answer.decode())
     if answer == b"E":
         with contextlib.suppress(OSError, struct.error):
             return Reply("E", answer, _read_error(sock, answer))
