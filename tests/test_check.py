@@ -412,3 +412,37 @@ def test_colour_only_when_asked(pg: PgCluster) -> None:
     lines = plain.splitlines()
     assert any(line.startswith("[✗] auth ") for line in lines)
     assert any(line.startswith("[-] slots ") and line.endswith("blocked by auth") for line in lines)
+
+
+def test_a_server_that_stalls_after_tls_is_cut_at_the_cap(pg_protocol_peer: Callable[..., PgProtocolPeer]) -> None:
+    """libpq's connect_timeout cannot go below 2 s; the runner still stops within a second of the cap."""
+    from peers import Sleep
+
+    peer = pg_protocol_peer(PgScript(steps=(Sleep(5),), tls=True))
+    run = check(peer.url(password="pw-stall-1", sslmode="verify-full", sslrootcert=peer.ca_path, host="localhost"),
+                "--json", "--total-timeout", "1", secret="pw-stall-1")
+    assert run.seconds < 2.0, run.seconds
+    assert run.code == 1
+    assert run.report["verdict"]["failed_probe"] == "auth"
+    assert "overall cap 1 s" in run.probe("auth")["summary"]
+    assert run.probe("slots")["summary"] == "timed out (overall cap 1 s)"
+
+
+def test_slow_first_connect_to_neon_is_reported_as_a_wake_up(
+    pg_protocol_peer: Callable[..., PgProtocolPeer], dns_server: Callable[..., str]
+) -> None:
+    from peers import AskPassword, Ready, Sleep, neon_proxy
+
+    peer = pg_protocol_peer(neon_proxy(AskPassword(), Sleep(1.6), Ready(server_version="17.5")))
+    nameserver = dns_server({NEON_HOST: "127.0.0.1"})
+    url = peer.url(password="npg_WakeUp77", host=NEON_HOST, sslmode="verify-full", sslrootcert=peer.ca_path)
+    as_json = check(url, "--nameserver", nameserver, "--json", secret="npg_WakeUp77")
+    assert as_json.code == 0, as_json.stdout
+    auth = as_json.probe("auth")
+    assert auth["status"] == "warn"
+    assert "compute waking up" in auth["summary"]
+    assert as_json.report["verdict"]["status"] == "warn"
+    assert "connect_timeout" in as_json.report["verdict"]["next_step"]
+    # The fake proxy answers no query: slots cannot tell, and says so instead of crashing.
+    assert as_json.probe("slots")["status"] == "warn"
+    assert "queries are not supported" in as_json.probe("slots")["summary"]

@@ -153,3 +153,42 @@ def _success(ctx: CheckContext, conn: Any, connect_ms: float, hostaddr: str | No
             "scale-to-zero for this compute in the Neon console",
         )
     return ProbeResult(name, Status.PASS, summary, details=details)
+
+
+def query(ctx: CheckContext, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Run one read-only query on the session, cancelled if it outlives the step timeout."""
+    import threading
+
+    conn = ctx.session
+    timer = threading.Timer(ctx.step_timeout(), _cancel, (conn,))
+    timer.daemon = True
+    timer.start()
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        timer.cancel()
+
+
+def _cancel(conn: Any) -> None:
+    try:
+        conn.cancel_safe(timeout=2.0)
+    except Exception:
+        return
+
+
+def query_failed(ctx: CheckContext, probe: str, what: str, exc: Exception) -> ProbeResult:
+    """A read-only query that failed: the check cannot tell, so it warns with the server's words."""
+    from neondoctor.checklist import explain_failure
+
+    text = ctx.target.redactor(str(exc).strip() or type(exc).__name__)
+    if type(exc).__name__ == "QueryCanceled":
+        text = f"the query took longer than {ctx.options.timeout:g} s and was cancelled ({text})"
+    return ProbeResult(
+        probe,
+        Status.WARN,
+        f"{what}: {server_message(text)}",
+        details={"error": text, "sqlstate": getattr(exc, "sqlstate", None)},
+        matches=explain_failure(text, ctx.options.rules_dirs),
+        next_step="Run the check again; if it persists, the role may lack access to the catalogue "
+        "(pg_stat_activity, pg_class) or the server is overloaded",
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from neondoctor.probes.auth import query, query_failed
 from neondoctor.probes.base import CheckContext, ProbeResult, Status
 
 name = "slots"
@@ -62,7 +63,11 @@ class Limit:
 def run(ctx: CheckContext) -> ProbeResult:
     if ctx.session is None:
         return ProbeResult(name, Status.SKIP, "no session (auth did not connect)")
-    row = ctx.session.execute(SLOTS_SQL).fetchone()
+    try:
+        rows = query(ctx, SLOTS_SQL)
+    except Exception as exc:
+        return query_failed(ctx, name, "could not read the connection limits", exc)
+    row = rows[0] if rows else None
     if row is None:
         return ProbeResult(name, Status.WARN, "could not read this role's or database's connection limits")
     (max_conn, su_reserved, reserved, role, superuser, rolconnlimit, may_use_reserved, sees_all,

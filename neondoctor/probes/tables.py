@@ -11,6 +11,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
+from neondoctor.probes.auth import query, query_failed
 from neondoctor.probes.base import CheckContext, ProbeResult, Status
 
 name = "tables"
@@ -141,14 +142,19 @@ def split_table_list(text: str) -> list[str]:
 def run(ctx: CheckContext) -> ProbeResult:
     if ctx.session is None:
         return ProbeResult(name, Status.SKIP, "no session (auth did not connect)")
-    if not ctx.options.expect_tables:
-        return _count(ctx)
-    return _expected(ctx, [parse_table_name(text) for text in ctx.options.expect_tables])
+    try:
+        if not ctx.options.expect_tables:
+            return _count(ctx)
+        return _expected(ctx, [parse_table_name(text) for text in ctx.options.expect_tables])
+    except BadTableName:
+        raise
+    except Exception as exc:
+        return query_failed(ctx, name, "could not read the catalogue", exc)
 
 
 def _count(ctx: CheckContext) -> ProbeResult:
-    rows = ctx.session.execute(COUNT_SQL).fetchall()
-    search_path = rows[0][3] if rows else ctx.session.execute("show search_path").fetchone()[0]
+    rows = query(ctx, COUNT_SQL)
+    search_path = rows[0][3] if rows else query(ctx, "show search_path")[0][0]
     on_path = {schema: count for schema, is_on_path, count, _ in rows if is_on_path}
     elsewhere = {schema: count for schema, is_on_path, count, _ in rows if not is_on_path}
     details: dict[str, Any] = {"search_path": search_path, "on_search_path": on_path, "other_schemas": elsewhere}
@@ -184,9 +190,7 @@ def _count(ctx: CheckContext) -> ProbeResult:
 
 
 def _expected(ctx: CheckContext, expected: list[TableName]) -> ProbeResult:
-    rows = ctx.session.execute(
-        EXPECTED_SQL, ([t.schema for t in expected], [t.name for t in expected])
-    ).fetchall()
+    rows = query(ctx, EXPECTED_SQL, ([t.schema for t in expected], [t.name for t in expected]))
     search_path = rows[0][6] if rows else ""
     missing: list[TableName] = []
     unreadable: list[tuple[TableName, str, bool]] = []
@@ -267,7 +271,7 @@ def _next_step(
 
 
 def _hints(ctx: CheckContext, missing: list[TableName], search_path: str) -> dict[str, list[str]]:
-    candidates = ctx.session.execute(CANDIDATES_SQL).fetchall()
+    candidates = query(ctx, CANDIDATES_SQL)
     names = sorted({relname for _, relname, _ in candidates})
     hints: dict[str, list[str]] = {}
     for table in missing:
