@@ -230,20 +230,21 @@ def _dns_failure(report: _HostReport, verdict: str, servers: list[str], ctx: Che
         report.summary = f"{host} exists in DNS but has no A or AAAA record (NOERROR, no data from {where})"
         report.next_step = "Check the DNS zone: the name (or the end of its CNAME chain) needs an A or AAAA record"
     elif verdict == "timeout":
-        report.summary = f"the DNS server ({where}) did not answer for {host} within the timeout"
+        waited = next((a["error"] for a in report.details.get("dns", {}).values() if a["status"] == "timeout"), "")
+        report.summary = f"the DNS server ({where}) did not answer for {host}" + (f" ({waited})" if waited else "")
         report.next_step = (
             "Check the network path to the DNS server (VPN, firewall on port 53), or try another resolver with "
             "--nameserver"
         )
     elif verdict == "servfail":
-        rcodes = sorted({a.get("rcode", "SERVFAIL") for a in report.details["dns"].values() if "rcode" in a})
+        rcodes = sorted({a["rcode"] for a in report.details.get("dns", {}).values() if "rcode" in a})
         report.summary = f"the DNS server ({where}) failed to resolve {host} ({'/'.join(rcodes) or 'SERVFAIL'})"
         report.next_step = (
             "The resolver or the zone's name servers are broken or refuse the query: try again, or use another "
             "resolver with --nameserver"
         )
     else:
-        errors = sorted({a["error"] for a in report.details["dns"].values() if a.get("error")})
+        errors = sorted({a["error"] for a in report.details.get("dns", {}).values() if a.get("error")})
         report.summary = f"cannot resolve {host}: {'; '.join(errors)}"
         report.next_step = "Check the host name and the resolver configuration (/etc/resolv.conf)"
 

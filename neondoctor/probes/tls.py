@@ -160,7 +160,7 @@ def read_certificate(der: bytes, now: dt.datetime | None = None) -> dict[str, An
         "san": san,
         "not_before": not_before.isoformat(),
         "not_after": not_after.isoformat(),
-        "days_left": (not_after - now).days,
+        "days_left": int((not_after - now).total_seconds() / 86400),
         "self_signed": der[subject[1] : subject[2]] == der[issuer[1] : issuer[2]],
     }
 
@@ -785,7 +785,9 @@ def _judge(
         status = Status.WARN
         left = cert["days_left"]
         summary += (
-            f"; the certificate expired {-left} days ago" if left < 0 else f"; the certificate expires in {left} days"
+            f"; sslmode={mode} accepts the expired certificate only because it checks nothing"
+            if left < 0
+            else f"; the certificate expires in {_days(left)}"
         )
         next_step = next_step or "Renew the server's certificate"
     return _Verdict(status, summary, next_step, failure, notes)
@@ -829,6 +831,17 @@ def _root_problem(mode: str, roots: Roots) -> _Verdict | None:
 
 
 def cert_summary(cert: dict[str, Any]) -> str:
-    subject = cert.get("subject_cn") or cert.get("subject") or "?"
-    issuer = cert.get("issuer_cn") or cert.get("issuer") or "?"
-    return f"certificate for {subject} from {issuer}, {cert['days_left']} days left"
+    first_dns = next((n[4:] for n in cert["san"] if n.startswith("DNS:")), None)
+    subject = cert.get("subject_cn") or first_dns or cert.get("subject") or "?"
+    issuer = cert.get("issuer_cn") or _attribute(cert.get("issuer") or "", "O") or cert.get("issuer") or "?"
+    left = cert["days_left"]
+    validity = f"expired {_days(-left)} ago" if left < 0 else f"{_days(left)} left"
+    return f"certificate for {subject} from {issuer}, {validity}"
+
+
+def _attribute(name: str, key: str) -> str | None:
+    return next((part.split("=", 1)[1] for part in name.split(", ") if part.startswith(key + "=")), None)
+
+
+def _days(count: int) -> str:
+    return f"{count} day{'' if count == 1 else 's'}"
