@@ -363,3 +363,28 @@ def test_check_command_on_a_silent_peer_is_bounded(silent_peer: Any) -> None:
     assert time.monotonic() - started < 1.5
     assert result.exit_code == 1
     assert json.loads(result.stdout)["verdict"]["failed_probe"] == "tls"
+
+
+# --------------------------------------------------------------------------- direct TLS (libpq >= 17)
+
+
+def test_direct_tls_to_a_server_that_supports_it(pg_protocol_peer: Any) -> None:
+    peer = pg_protocol_peer(NeonPresets.accepts)
+    url = peer.url(host="localhost", sslmode="verify-full", sslrootcert=str(peer.ca_path), sslnegotiation="direct")
+    result, _ = chain(url)
+    assert result.status is Status.PASS, result.summary
+    assert result.details["negotiation"] == "direct" and result.details["alpn"] == "postgresql"
+    assert peer.last.direct_tls and not peer.last.ssl_requested and peer.last.alpn == "postgresql"
+
+
+def test_direct_tls_to_postgresql_15_fails_and_says_why(pg: PgCluster) -> None:
+    result, _ = chain(pg.url(host="localhost", sslnegotiation="direct", **pg.verify_full_params()))
+    assert result.status is Status.FAIL
+    assert "sslnegotiation=direct" in result.summary and "PostgreSQL 17" in result.summary
+    assert "Remove sslnegotiation=direct" in (result.next_step or "")
+
+
+def test_direct_tls_with_a_weak_sslmode_is_refused_like_libpq(pg: PgCluster) -> None:
+    result, _ = chain(pg.url(sslnegotiation="direct", sslmode="prefer"))
+    assert result.status is Status.FAIL
+    assert "sslnegotiation=direct with sslmode=prefer" in result.summary

@@ -35,6 +35,8 @@ VERIFY_FAILED_TEXT = "SSL error: certificate verify failed"
 NEON_INSECURE_TEXT = "connection is insecure (try using `sslmode=require`)"
 ENDPOINT_MISSING_TEXT = "Endpoint ID is not specified"
 _PEEK_BYTES = 256
+ALPN = "postgresql"
+STRONG_MODES = ("require", "verify-ca", "verify-full")
 
 
 # --------------------------------------------------------------------------- DER reader
@@ -257,10 +259,17 @@ def find_roots(ctx: CheckContext) -> Roots:
     return Roots(origin, value, exists=os.path.exists(value))
 
 
-def _verifying_context(roots: Roots) -> ssl.SSLContext:
+def _client_context() -> ssl.SSLContext:
+    """What libpq >= 17 offers: TLS 1.2 or newer, ALPN ``postgresql``; verification is set by the caller."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols([ALPN])
     context.check_hostname = False
+    return context
+
+
+def _verifying_context(roots: Roots) -> ssl.SSLContext:
+    context = _client_context()
     context.verify_mode = ssl.CERT_REQUIRED
     if roots.exists and not roots.system and roots.path:
         try:
@@ -273,9 +282,7 @@ def _verifying_context(roots: Roots) -> ssl.SSLContext:
 
 
 def _plain_context() -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = False
+    context = _client_context()
     context.verify_mode = ssl.CERT_NONE
     return context
 
@@ -349,6 +356,7 @@ class Handshake:
     protocol: str | None = None
     cipher: str | None = None
     bits: int | None = None
+    alpn: str | None = None
     verify_error: str | None = None
     error: str | None = None
     timed_out: bool = False
@@ -381,6 +389,7 @@ def handshake(sock: socket.socket, context: ssl.SSLContext, sni: str | None, tim
         protocol=tls.version(),
         cipher=cipher[0] if cipher else None,
         bits=cipher[2] if cipher else None,
+        alpn=tls.selected_alpn_protocol(),
     )
     try:
         tls.unwrap().close()
@@ -500,8 +509,14 @@ def run(ctx: CheckContext) -> ProbeResult:
 
     timeout = ctx.step_timeout()
     details["timeout_s"] = round(timeout, 2)
-    reply = negotiate(sock, timeout)
-    details["server_answer"] = reply.kind
+    direct = ctx.target.params.get("sslnegotiation") == "direct"
+    details["negotiation"] = "direct" if direct else "postgres"
+    if direct and mode not in STRONG_MODES:
+        _close(sock)
+        details["connections"] = connections
+        return _result(ctx, _weak_direct(mode), details)
+    reply = Reply("S") if direct else negotiate(sock, timeout)
+    details["server_answer"] = "direct TLS" if direct else reply.kind
     if reply.kind != "S":
         _close(sock)
         details["connections"] = connections
@@ -516,33 +531,48 @@ def run(ctx: CheckContext) -> ProbeResult:
         except OSError:
             second_sock = None
         if second_sock is not None:
-            if negotiate(second_sock, ctx.step_timeout()).kind == "S":
+            if direct or negotiate(second_sock, ctx.step_timeout()).kind == "S":
                 cert_source = handshake(second_sock, _plain_context(), sni, ctx.step_timeout())
             else:
                 _close(second_sock)
     details["connections"] = connections
+    prefix = f"connection to server at {_where(host, address)}, port {address.port} failed: "
     if not first.ok and first.verify_error is None:
         text = first.error or "TLS handshake failed"
-        return _result(
-            ctx,
-            _Verdict(
-                Status.FAIL,
-                f"the TLS handshake with {details['address']} failed: {text}",
+        if direct:
+            summary = (
+                f"direct TLS (sslnegotiation=direct) with {details['address']} failed: {text}; the server does not "
+                "take TLS straight away (PostgreSQL 17 or newer does)"
+            )
+            next_step = "Remove sslnegotiation=direct (the default, sslnegotiation=postgres, works with every server)"
+        else:
+            summary = f"the TLS handshake with {details['address']} failed: {text}"
+            next_step = (
                 "The server accepted the SSLRequest but not the handshake: check its ssl settings "
-                "(ssl_min_protocol_version, certificate files) or a middlebox on the path",
-                f"connection to server at {_where(host, address)}, port {address.port} failed: "
-                + ("timeout expired" if first.timed_out else text),
-            ),
-            details,
-        )
+                "(ssl_min_protocol_version, certificate files) or a middlebox on the path"
+            )
+        failure = prefix + ("timeout expired" if first.timed_out else text)
+        return _result(ctx, _Verdict(Status.FAIL, summary, next_step, failure), details)
     details.update(
         {
             "protocol": cert_source.protocol,
             "cipher": cert_source.cipher,
             "cipher_bits": cert_source.bits,
+            "alpn": cert_source.alpn,
             "closed_with_close_notify": first.clean_close if first.ok else cert_source.clean_close,
         }
     )
+    if direct and cert_source.der and cert_source.alpn != ALPN:
+        return _result(
+            ctx,
+            _Verdict(
+                Status.FAIL,
+                "direct TLS worked, but the server did not agree to ALPN 'postgresql', which libpq requires",
+                "Remove sslnegotiation=direct, or put a proxy that speaks ALPN 'postgresql' in front",
+                prefix + "direct SSL connection was established without ALPN protocol negotiation extension",
+            ),
+            details,
+        )
     ctx.facts["tls_version"] = cert_source.protocol
     ctx.facts["tls_cipher"] = cert_source.cipher
     cert: dict[str, Any] | None = None
@@ -641,6 +671,16 @@ def _not_tls(
         f"{where} is not a PostgreSQL server: it {spoke} with {_looks_like(data)}",
         "Check the port in the connection string: PostgreSQL and Neon listen on 5432",
         prefix + f"received invalid response to SSL negotiation: {chr(data[0]) if data else '?'}",
+    )
+
+
+def _weak_direct(mode: str) -> _Verdict:
+    return _Verdict(
+        Status.FAIL,
+        f"libpq refuses sslnegotiation=direct with sslmode={mode}: direct TLS has no plain-text fallback",
+        "Use sslmode=require (or verify-full) with sslnegotiation=direct, or drop sslnegotiation",
+        f'weak sslmode "{mode}" may not be used with sslnegotiation=direct '
+        '(use "require", "verify-ca", or "verify-full")',
     )
 
 
