@@ -166,9 +166,9 @@ _IPV6_UNREACHABLE = re.compile(
 _SQLSTATE = re.compile(
     r"""(?:\bsql[\ _-]?state\b["']?\s*[:=\[(]?\s*["'\[(]?
        | \b(?:pg)?code["']?\s*[:=]\s*["']?
-       | \b(?:ERROR|FATAL|PANIC):\s+(?=[0-9A-Z]{5}:)
+       | \b(?-i:ERROR|FATAL|PANIC):\s+(?=[0-9A-Z]{5}:)
        | \bSqlState\(E?
-    )(?-i:(?P<code>[0-9A-Z]{5}))\b""",
+    )(?-i:(?P<code>(?=[A-Z]{0,4}[0-9])[0-9A-Z]{5}))\b""",
     re.VERBOSE | re.IGNORECASE,
 )
 _EXCEPTION_CLASS = re.compile(r"\b(?:psycopg2?\.errors|asyncpg\.exceptions)\.(\w+?)(?:Error)?\b")

@@ -129,14 +129,14 @@ class Rule:
     def pattern(self, index: int) -> re.Pattern[str]:
         compiled = self._any[index]
         if compiled is None:
-            compiled = self._any[index] = re.compile(self.any[index], re.IGNORECASE)
+            compiled = self._any[index] = re.compile(self.any[index], re.IGNORECASE | re.MULTILINE)
         return compiled
 
     def vetoed(self, text: str) -> bool:
         if not self.unless:
             return False
         if self._unless is None:
-            self._unless = [re.compile(p, re.IGNORECASE) for p in self.unless]
+            self._unless = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in self.unless]
         return any(p.search(text) for p in self._unless)
 
     def search(self, text: str, lower: str) -> re.Match[str] | None:

@@ -1,0 +1,200 @@
+"""Start-up time of `neondoctor explain` on one pasted error, and its time and memory on a 100 MB log.
+
+1. One error: `python -m neondoctor explain TEXT` and the `neondoctor` console script against
+   `python -c "import click, yaml"`, interleaved, each in a fresh interpreter; medians and ratios.
+   Everything runs from bytecode, as after ``pip install``: PYTHONDONTWRITEBYTECODE is dropped so the
+   warm-up run writes neondoctor's ``__pycache__`` (and the rules cache). A run without the rules
+   cache (``NEONDOCTOR_NO_CACHE=1``: YAML parsed every time) is shown for comparison.
+2. A 100 MB log, generated in a temporary folder (mostly noise, a few real errors inside): wall time
+   and peak RSS of ``explain --file``, median of 3, and a check that the buried errors were found.
+
+    .venv/bin/python bench/bench_explain.py [--runs 21] [--size-mb 100] [--json] [--rules DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = Path(sys.executable)
+SCRIPT = PYTHON.parent / "neondoctor"
+TARGET_RATIO = 1.3
+TARGET_WALL = 3.0
+TARGET_RSS_MB = 100.0
+PASTED = (
+    'psql: error: connection to server at "ep-cool-darkness-123456.us-east-2.aws.neon.tech" (3.18.12.7), '
+    "port 5432 failed: ERROR:  password authentication failed for user 'neondb_owner'"
+)
+BURIED = {
+    "tcp-connection-refused": [
+        "web-1  | Error: connect ECONNREFUSED 127.0.0.1:5432",
+        "web-1  |     at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1555:16) {",
+        "web-1  |   errno: -111,",
+        "web-1  |   code: 'ECONNREFUSED',",
+    ],
+    "auth-password-failed": [
+        'api-1  | sqlalchemy.exc.OperationalError: (psycopg2.OperationalError) connection to server at "db" '
+        '(172.18.0.2), port 5432 failed: FATAL:  password authentication failed for user "app"',
+        "api-1  | ",
+        "api-1  | (Background on this error at: https://sqlalche.me/e/20/e3q8)",
+    ],
+    "slots-too-many-clients": [
+        "2026-03-02 10:41:07.311 UTC [4127] FATAL:  sorry, too many clients already",
+    ],
+}
+
+
+def env_for_bench() -> dict[str, str]:
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def run(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=120)
+    elapsed = time.perf_counter() - started
+    if result.returncode not in ok:
+        raise SystemExit(f"{' '.join(argv[:4])} … exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return elapsed
+
+
+def startup(runs: int, rules: list[str]) -> dict[str, object]:
+    env = env_for_bench()
+    extra = [arg for folder in rules for arg in ("--rules", folder)]
+    commands = {
+        "python -c 'import click, yaml'": ([str(PYTHON), "-c", "import click, yaml"], env),
+        "python -m neondoctor explain": ([str(PYTHON), "-m", "neondoctor", "explain", *extra, PASTED], env),
+        "neondoctor explain (console script)": ([str(SCRIPT), "explain", *extra, PASTED], env),
+        "python -m neondoctor explain, no rules cache": (
+            [str(PYTHON), "-m", "neondoctor", "explain", *extra, PASTED],
+            {**env, "NEONDOCTOR_NO_CACHE": "1"},
+        ),
+    }
+    for argv, cmd_env in commands.values():
+        run(argv, cmd_env)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, (argv, cmd_env) in commands.items():
+            times[name].append(run(argv, cmd_env))
+    base = statistics.median(times["python -c 'import click, yaml'"])
+    rows = {
+        name: {
+            "median_ms": round(statistics.median(values) * 1000, 1),
+            "min_ms": round(min(values) * 1000, 1),
+            "ratio": round(statistics.median(values) / base, 2),
+        }
+        for name, values in times.items()
+    }
+    return {"runs": runs, "commands": rows}
+
+
+NOISE = [
+    "{ts} web-1  | GET /api/v1/projects/{n}/branches 200 {ms}ms - 1.2kb",
+    "{ts} web-1  | POST /api/v1/events 202 {ms}ms user_id={n} session=s{n}",
+    '{ts} api-1  | {{"level":"info","msg":"request handled","path":"/health","status":200,"ms":{ms}}}',
+    "{ts} api-1  | INFO:     172.18.0.1:{n} - \"GET /items/{n} HTTP/1.1\" 200 OK",
+    "{ts} worker-1  | [INFO] job {n} finished in {ms} ms (queue=default, retries=0)",
+    "{ts} worker-1  | [DEBUG] cache hit for key user:{n}:profile",
+    "{ts} db-1  | {ts} UTC [{n}] LOG:  checkpoint complete: wrote {ms} buffers (0.1%)",
+    "{ts} proxy-1  | 10.0.0.{ms} - - [02/Mar/2026:10:41:07 +0000] \"GET /static/app.{n}.js HTTP/1.1\" 200 5120",
+]
+
+
+def generate_log(path: Path, size_mb: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    target = size_mb * 1024 * 1024
+    burials = sorted(rng.randrange(target // 10, target - target // 10) for _ in BURIED)
+    blocks = list(BURIED.values())
+    written = 0
+    with path.open("w", encoding="utf-8") as out:
+        while written < target:
+            batch = []
+            for _ in range(2000):
+                ts = f"2026-03-02T10:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{rng.randrange(1000):03d}Z"
+                batch.append(rng.choice(NOISE).format(ts=ts, n=rng.randrange(10**6), ms=rng.randrange(1, 999)))
+            text = "\n".join(batch) + "\n"
+            while burials and written + len(text) >= burials[0]:
+                burials.pop(0)
+                text += "\n".join(blocks.pop(0)) + "\n"
+            out.write(text)
+            written += len(text)
+
+
+def big_log(size_mb: int, rules: list[str], repeats: int = 3) -> dict[str, object]:
+    env = env_for_bench()
+    extra = [arg for folder in rules for arg in ("--rules", folder)]
+    timer = shutil.which("time") or "/usr/bin/time"
+    folder = Path(tempfile.mkdtemp(prefix="neondoctor-bench-"))
+    try:
+        log = folder / "big.log"
+        generate_log(log, size_mb)
+        size = log.stat().st_size
+        walls: list[float] = []
+        rss: list[float] = []
+        found: list[str] = []
+        for _ in range(repeats):
+            argv = [timer, "-v", str(PYTHON), "-m", "neondoctor", "explain", *extra, "--json", "--file", str(log)]
+            started = time.perf_counter()
+            result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=300)
+            walls.append(time.perf_counter() - started)
+            if result.returncode not in (0, 1):
+                raise SystemExit(f"explain --file exited {result.returncode}:\n{result.stderr[-2000:]}")
+            peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr)
+            rss.append(int(peak.group(1)) / 1024 if peak else float("nan"))
+            found = [match["id"] for match in json.loads(result.stdout)["matches"]]
+        return {
+            "size_mb": round(size / 1024 / 1024, 1),
+            "wall_s": round(statistics.median(walls), 2),
+            "peak_rss_mb": round(statistics.median(rss), 1),
+            "runs": repeats,
+            "found": found,
+            "missing": [rule_id for rule_id in BURIED if rule_id not in found],
+        }
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=21, help="runs of each start-up command (at least 15)")
+    parser.add_argument("--size-mb", type=int, default=100, help="size of the generated log")
+    parser.add_argument("--rules", action="append", default=[], metavar="DIR", help="extra rule folder")
+    parser.add_argument("--skip-big", action="store_true", help="only the start-up comparison")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args()
+    if args.runs < 15:
+        parser.error("--runs must be at least 15")
+    result: dict[str, object] = {"startup": startup(args.runs, args.rules)}
+    if not args.skip_big:
+        result["big_log"] = big_log(args.size_mb, args.rules)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    rows = result["startup"]["commands"]  # type: ignore[index]
+    print(f"One pasted error, {args.runs} interleaved runs each (target ratio ≤ {TARGET_RATIO}×):")
+    for name, row in rows.items():
+        print(f"  {name:<46} median {row['median_ms']:6.1f} ms  min {row['min_ms']:6.1f} ms  {row['ratio']:.2f}×")
+    if "big_log" in result:
+        big = result["big_log"]
+        print(f"\n{big['size_mb']} MB log, median of {big['runs']} (target ≤ {TARGET_WALL} s, ≤ {TARGET_RSS_MB} MB):")  # type: ignore[index]
+        print(f"  wall {big['wall_s']} s, peak RSS {big['peak_rss_mb']} MB")  # type: ignore[index]
+        print(f"  found: {', '.join(big['found']) or 'nothing'}")  # type: ignore[index]
+        if big["missing"]:  # type: ignore[index]
+            print(f"  MISSING: {', '.join(big['missing'])}")  # type: ignore[index]
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
