@@ -388,3 +388,24 @@ def test_direct_tls_with_a_weak_sslmode_is_refused_like_libpq(pg: PgCluster) -> 
     result, _ = chain(pg.url(sslnegotiation="direct", sslmode="prefer"))
     assert result.status is Status.FAIL
     assert "sslnegotiation=direct with sslmode=prefer" in result.summary
+
+
+def test_sslrootcert_system_verifies_against_the_os_store(pg: PgCluster) -> None:
+    from psycopg import pq
+
+    if pq.version() < 160000:
+        pytest.skip("libpq < 16 reads sslrootcert=system as a file name")
+    result, _ = chain(pg.url(host="localhost", sslmode="verify-full", sslrootcert="system"))
+    assert result.status is Status.FAIL
+    assert "does not verify against the system's trusted roots (sslrootcert=system)" in result.summary
+    assert rule_ids(result)[:1] == ["tls-cert-verify-failed"]
+
+
+def test_a_peer_that_says_s_and_hangs_up(fake_peers: Any) -> None:
+    """libpq falls back to plain text under prefer after a failed handshake, and gives up under require."""
+    host, port = fake_peers.garbage(b"S", wait_for_request=True)
+    prefer, _ = chain(f"postgresql://a:pw@{host}:{port}/app?sslmode=prefer")
+    assert prefer.status is Status.WARN
+    assert "SSL SYSCALL error: EOF detected" in prefer.summary and "retries without TLS" in prefer.summary
+    require, _ = chain(f"postgresql://a:pw@{host}:{port}/app?sslmode=require")
+    assert require.status is Status.FAIL and "the TLS handshake" in require.summary

@@ -552,6 +552,9 @@ def run(ctx: CheckContext) -> ProbeResult:
                 "(ssl_min_protocol_version, certificate files) or a middlebox on the path"
             )
         failure = prefix + ("timeout expired" if first.timed_out else text)
+        if mode in ("prefer", "allow") and not direct:
+            summary += f"; with sslmode={mode} libpq then retries without TLS (plain text)"
+            return _result(ctx, _Verdict(Status.WARN, summary, next_step, failure), details)
         return _result(ctx, _Verdict(Status.FAIL, summary, next_step, failure), details)
     details.update(
         {
