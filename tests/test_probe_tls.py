@@ -409,3 +409,17 @@ def test_a_peer_that_says_s_and_hangs_up(fake_peers: Any) -> None:
     assert "SSL SYSCALL error: EOF detected" in prefer.summary and "retries without TLS" in prefer.summary
     require, _ = chain(f"postgresql://a:pw@{host}:{port}/app?sslmode=require")
     assert require.status is Status.FAIL and "the TLS handshake" in require.summary
+
+
+def test_an_unreadable_root_certificate_file_fails_like_libpq(pg: PgCluster, tmp_path: Path) -> None:
+    junk = tmp_path / "ca.pem"
+    junk.write_text("not a certificate\n")
+    result, _ = chain(pg.url(host="localhost", sslmode="require", sslrootcert=str(junk)))
+    assert result.status is Status.FAIL
+    assert f"cannot read the root certificate file {junk}" in result.summary
+
+    missing = tmp_path / "nope.pem"
+    unverified, _ = chain(pg.url(host="localhost", sslmode="require", sslrootcert=str(missing)))
+    assert unverified.status is Status.WARN and "without checking it" in unverified.summary
+    strict, _ = chain(pg.url(host="localhost", sslmode="verify-ca", sslrootcert=str(missing)))
+    assert strict.status is Status.FAIL and f"{missing} does not exist" in strict.summary

@@ -178,7 +178,7 @@ def _dns_name_matches(pattern: str, host: str) -> bool:
     return pattern == host
 
 
-def _names_examined(cert: dict[str, Any], host: str) -> list[str]:
+def _names_examined(cert: dict[str, Any]) -> list[str]:
     """The names libpq compares with the host: the SAN DNS and IP entries, else the subject CN."""
     names = [n.split(":", 1)[1] for n in cert["san"] if n.startswith(("DNS:", "IP:"))]
     if not names and cert.get("subject_cn"):
@@ -203,7 +203,7 @@ def hostname_matches(cert: dict[str, Any], host: str) -> bool:
 
 
 def mismatch_text(cert: dict[str, Any], host: str) -> str:
-    names = _names_examined(cert, host)
+    names = _names_examined(cert)
     if not names:
         return "could not get server's host name from server certificate"
     others = len(names) - 1
@@ -218,9 +218,9 @@ def mismatch_text(cert: dict[str, Any], host: str) -> str:
 class Roots:
     """Where libpq would look for root certificates, and whether it will verify the chain."""
 
-    origin: str | None
-    """sslrootcert | PGSSLROOTCERT | default (~/.postgresql/root.crt) | None"""
-    path: str | None
+    origin: str
+    """sslrootcert | PGSSLROOTCERT | default (~/.postgresql/root.crt)"""
+    path: str
     system: bool = False
     exists: bool = False
     load_error: str | None = None
@@ -232,7 +232,7 @@ class Roots:
     def describe(self) -> str:
         if self.system:
             return "the system's trusted roots (sslrootcert=system)"
-        if self.path and self.exists:
+        if self.exists:
             return f"sslrootcert {self.path}" if self.origin != "default" else f"{self.path} (libpq's default)"
         return "the system's trusted roots"
 
@@ -252,11 +252,17 @@ def find_roots(ctx: CheckContext) -> Roots:
     if not value and os.environ.get("PGSSLROOTCERT"):
         value, origin = os.environ["PGSSLROOTCERT"], "PGSSLROOTCERT"
     if not value:
-        default = Path.home() / ".postgresql" / "root.crt"
-        return Roots("default", str(default), exists=default.is_file())
-    if value == "system":
-        return Roots(origin, value, system=_libpq_major() >= 16, exists=_libpq_major() >= 16)
-    return Roots(origin, value, exists=os.path.exists(value))
+        value, origin = str(Path.home() / ".postgresql" / "root.crt"), "default"
+    if value == "system" and origin != "default":
+        modern = _libpq_major() >= 16
+        return Roots(origin, value, system=modern, exists=modern)
+    roots = Roots(origin, value, exists=os.path.exists(value))
+    if roots.exists:
+        try:
+            ssl.create_default_context(cafile=value)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            roots.load_error = getattr(exc, "strerror", None) or str(exc)
+    return roots
 
 
 def _client_context() -> ssl.SSLContext:
@@ -271,13 +277,10 @@ def _client_context() -> ssl.SSLContext:
 def _verifying_context(roots: Roots) -> ssl.SSLContext:
     context = _client_context()
     context.verify_mode = ssl.CERT_REQUIRED
-    if roots.exists and not roots.system and roots.path:
-        try:
-            context.load_verify_locations(cafile=roots.path)
-            return context
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            roots.load_error = getattr(exc, "strerror", None) or str(exc)
-    context.load_default_certs()
+    if roots.usable and not roots.system:
+        context.load_verify_locations(cafile=roots.path)
+    else:
+        context.load_default_certs()
     return context
 
 
@@ -780,7 +783,7 @@ def _judge(
             VERIFY_FAILED_TEXT,
         )
     if mode == "verify-full" and not name_ok:
-        names = ", ".join(_names_examined(cert, host)) if cert else "unknown"
+        names = ", ".join(_names_examined(cert)) if cert else "unknown"
         return _Verdict(
             Status.FAIL,
             f"the certificate is for {names}, not {host}: sslmode=verify-full checks the host name and rejects it",
@@ -837,7 +840,7 @@ def _judge(
 
 
 def _root_problem(mode: str, roots: Roots) -> _Verdict | None:
-    if roots.origin and roots.path == "system":
+    if roots.path == "system":
         major = _libpq_major()
         if not roots.system:
             return _Verdict(
