@@ -118,7 +118,7 @@ def _family(ip: str) -> str:
     return "ipv6" if ":" in ip else "ipv4"
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -371,7 +371,7 @@ def _one_host(
         report = _HostReport(host or "(default socket)", port, "socket", Status.SKIP)
         report.summary = f"Unix socket {host or '/var/run/postgresql'}: no DNS, TCP or TLS involved"
         return report
-    if _is_ip(host):
+    if is_ip(host):
         report = _HostReport(host, port, "ip", Status.SKIP)
         report.addresses = [Address(_family(host), host, port)]
         report.summary = f"{host} is an IP address: nothing to resolve"
@@ -398,24 +398,27 @@ def _one_host(
     return report
 
 
-def _explain(ctx: CheckContext, text: str | None) -> list[dict[str, Any]]:
+def explain(ctx: CheckContext, text: str | None) -> list[dict[str, Any]]:
+    """Rule matches for a failure text in libpq's words (none while the rule engine is absent)."""
     if not text:
         return []
     try:
         from neondoctor.checklist import explain_failure
     except ImportError:
         return []
-    return ctx.target.redactor.obj(explain_failure(text))
+    return ctx.target.redactor.obj(explain_failure(text, ctx.options.rules_dirs))
 
 
 def _needs_dns(host: str, ctx: CheckContext, local: dict[str, list[str]]) -> bool:
     lowered = host.lower().rstrip(".")
-    if not host or host.startswith("/") or _is_ip(host) or lowered == "localhost" or lowered in local:
+    if not host or host.startswith("/") or is_ip(host) or lowered == "localhost" or lowered in local:
         return False
     return bool(ctx.options.nameserver) or not (lowered == "invalid" or lowered.endswith(".invalid"))
 
 
 def run(ctx: CheckContext) -> ProbeResult:
+    import dns.exception
+
     local = hosts_file_names()
     resolver: _Dns | None = None
     note = ""
@@ -424,7 +427,7 @@ def run(ctx: CheckContext) -> ProbeResult:
             resolver = _Dns(ctx.options.nameserver, ctx.step_timeout())
         except ValueError as exc:
             return ProbeResult(name, Status.FAIL, str(exc), next_step="Pass --nameserver IP or IP:PORT")
-        except Exception as exc:  # dnspython's NoResolverConfiguration: no /etc/resolv.conf
+        except dns.exception.DNSException as exc:  # NoResolverConfiguration: no usable /etc/resolv.conf
             note = f"no DNS resolver configuration ({type(exc).__name__}): only getaddrinfo was asked"
 
     reports = [_one_host(i, host, port, ctx, resolver, local) for i, (host, port) in enumerate(ctx.target.hosts)]
@@ -468,7 +471,7 @@ def run(ctx: CheckContext) -> ProbeResult:
         status, focus = Status.SKIP, None
     else:
         status, focus = Status.PASS, None
-    matches = _explain(ctx, focus.failure_text) if focus else []
+    matches = explain(ctx, focus.failure_text) if focus else []
     return ProbeResult(
         name,
         status,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from neondoctor.probes.base import Address, CheckContext, ProbeResult, Status
+from neondoctor.probes.dns import explain
 
 name = "tcp"
 
@@ -111,14 +112,6 @@ def _next_step(attempt: Attempt, ctx: CheckContext) -> str:
     return f"Connecting to {where} failed: {attempt.error}"
 
 
-def _explain(ctx: CheckContext, text: str) -> list[dict[str, Any]]:
-    try:
-        from neondoctor.checklist import explain_failure
-    except ImportError:
-        return []
-    return ctx.target.redactor.obj(explain_failure(text, ctx.options.rules_dirs))
-
-
 def run(ctx: CheckContext) -> ProbeResult:
     if not ctx.addresses:
         return ProbeResult(name, Status.SKIP, "no TCP address to connect to (Unix socket or nothing resolved)")
@@ -157,7 +150,7 @@ def run(ctx: CheckContext) -> ProbeResult:
             Status.FAIL,
             ctx.target.redactor(f"cannot connect: {text}"),
             details=details,
-            matches=_explain(ctx, libpq_text(worst)),
+            matches=explain(ctx, libpq_text(worst)),
             next_step=_next_step(worst, ctx),
         )
     first_ok = attempts.index(connected[0])

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from neondoctor.probes.base import Address, CheckContext, ProbeResult, Status
-from neondoctor.probes.dns import neon_without_sni
+from neondoctor.probes.dns import explain, is_ip, neon_without_sni
 from neondoctor.probes.tcp import connect, endpoint
 
 name = "tls"
@@ -431,24 +431,6 @@ class _Verdict:
     notes: list[str] = field(default_factory=list)
 
 
-def _explain(ctx: CheckContext, text: str | None) -> list[dict[str, Any]]:
-    if not text:
-        return []
-    try:
-        from neondoctor.checklist import explain_failure
-    except ImportError:
-        return []
-    return ctx.target.redactor.obj(explain_failure(text, ctx.options.rules_dirs))
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _where(host: str, address: Address) -> str:
     return f'"{host}"' + ("" if host == address.ip else f" ({address.ip})")
 
@@ -474,7 +456,7 @@ def run(ctx: CheckContext) -> ProbeResult:
     hosts: dict[tuple[str, int], str] = ctx.facts.get("address_hosts") or {}
     host = hosts.get((address.ip, address.port)) or ctx.target.host or address.ip
     sslsni = ctx.target.params.get("sslsni", "1") != "0"
-    sni = host if sslsni and not _is_ip(host) else None
+    sni = host if sslsni and not is_ip(host) else None
     mode = ctx.target.sslmode
     roots = find_roots(ctx)
     details: dict[str, Any] = {
@@ -597,7 +579,7 @@ def _result(ctx: CheckContext, verdict: _Verdict, details: dict[str, Any]) -> Pr
     if verdict.notes:
         details["notes"] = verdict.notes
     redactor = ctx.target.redactor
-    matches = _explain(ctx, verdict.failure_text) if verdict.status in (Status.FAIL, Status.WARN) else []
+    matches = explain(ctx, verdict.failure_text) if verdict.status in (Status.FAIL, Status.WARN) else []
     return ProbeResult(
         name,
         verdict.status,
@@ -746,7 +728,7 @@ def _judge(
             notes=["with sslmode=disable everything, password authentication included, travels in plain text"],
         )
     if _neon(ctx) and sni is None and neon_without_sni(ctx):
-        why = "sslsni=0" if not _is_ip(host) else f"the host {host} is an IP address"
+        why = "sslsni=0" if not is_ip(host) else f"the host {host} is an IP address"
         return _Verdict(
             Status.FAIL,
             f"no TLS SNI is sent ({why}), so Neon's proxy cannot tell which endpoint you want",
