@@ -252,9 +252,10 @@ def _explain_input(text: tuple[str, ...], file_path: str | None) -> Any:
             usage_problem(f"cannot read {file_path}: {exc.strerror or exc}")
     if text and text != ("-",):
         return io.BytesIO(" ".join(text).encode("utf-8", "surrogateescape"))
-    if not text and not file_path and click.get_text_stream("stdin").isatty():
+    stdin = sys.stdin
+    if stdin is None or (not text and not file_path and stdin.isatty()):
         usage_problem("nothing to explain: pass the error text as an argument, with --file PATH, or on stdin")
-    return click.get_binary_stream("stdin")
+    return getattr(stdin, "buffer", stdin)
 
 
 @cli.command("explain")

@@ -147,6 +147,9 @@ _PY_TRACEBACK = re.compile(r"^Traceback \(most recent call last\)")
 _EXCEPTION_HEAD = re.compile(r"^[\w$.]*(?:Exception|Error)\b")
 _ATTEMPT = re.compile(r"(?:could not connect to server|connection to server (?:at|on)) ", re.IGNORECASE)
 _ATTEMPT_DONE = re.compile(r"(?:failed:|FATAL:|ERROR:)[ \t]*\S")
+_PROPERTY = re.compile(
+    r"^(?:errno|code|syscall|address|port|severity|length|routine|file|line|position|name)\s*:\s*['\"\w-]"
+)
 _ESCAPED = re.compile(r'\\[nt"]')
 _UNESCAPE = re.compile(r'\\([nt"\\])')
 _UNESCAPED = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
@@ -175,7 +178,12 @@ _EXCEPTION_CLASS = re.compile(r"\b(?:psycopg2?\.errors|asyncpg\.exceptions)\.(\w
 
 
 class Candidate:
-    """One error block: a line, the continuation lines that belong to it, where it sits in the cause chain."""
+    """One error block: a line, the continuation lines that belong to it, where it sits in the cause chain.
+
+    A candidate is ``demoted`` (ranked after every other) when it is weak evidence: an IPv6 attempt
+    that failed only because this machine has no IPv6 route, or a property line of an error dump
+    (``  code: 'ENETUNREACH',``) rather than the error's own message.
+    """
 
     __slots__ = ("demoted", "depth", "line", "lower", "order", "sqlstates", "text")
 
@@ -185,7 +193,7 @@ class Candidate:
         self.line = line
         self.depth = depth
         self.order = order
-        self.demoted = _is_ipv6_unreachable(text)
+        self.demoted = bool(_PROPERTY.match(text)) or _is_ipv6_unreachable(text)
         self.sqlstates = find_sqlstates(text)
 
 

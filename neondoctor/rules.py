@@ -237,9 +237,9 @@ def display_path(path: Path) -> str:
 # --------------------------------------------------------------------------- loading
 
 
-def load_rules(user_dirs: Iterable[str | os.PathLike[str]] = (), *, examples: bool = True) -> RuleSet:
-    """Load and validate every rule; examples are needed by ``rules lint/test`` but not by ``explain``."""
-    dirs = rule_dirs(user_dirs)
+def load_rules(user_dirs: Iterable[str | os.PathLike[str]] = (), *, env: dict[str, str] | None = None) -> RuleSet:
+    """Load and validate every rule from YAML, examples included (``env`` replaces os.environ, for tests)."""
+    dirs = rule_dirs(user_dirs, env=env)
     return _load(dirs, _files(dirs))
 
 
