@@ -86,6 +86,9 @@ LIBPQ_ENV = {
 }
 
 
+ENV_NAMES = {keyword: name for name, keyword in LIBPQ_ENV.items()}
+
+
 class NoTarget(Exception):
     """No target anywhere, or a source that cannot be read: a usage problem."""
 
@@ -129,8 +132,12 @@ class NeonHost:
 class TargetText:
     text: str
     source: str
-    password_default: str | None = field(default=None, repr=False)
-    """PGPASSWORD from the real environment: libpq uses it when the string has no password."""
+    env_defaults: dict[str, str] = field(default_factory=dict, repr=False)
+    """libpq parameters from PG* variables: libpq uses each one the string does not set itself."""
+
+    @property
+    def password_default(self) -> str | None:
+        return self.env_defaults.get("password")
 
 
 @dataclass
@@ -146,6 +153,8 @@ class Target:
     neon: NeonHost | None
     redactor: Redactor = field(repr=False)
     password_source: str | None = None
+    from_env: list[str] = field(default_factory=list)
+    """Parameters taken from PG* environment variables because the string does not set them."""
     libpq_error: str | None = None
     """libpq's own complaint about the string, redacted, or None when libpq accepts it."""
 
@@ -209,6 +218,7 @@ class Target:
                 "user": self.user,
                 "password": "set" if self.password else "missing",
                 "password_source": self.password_source,
+                "from_env": [ENV_NAMES[key] for key in self.from_env],
                 "host": host or None,
                 "hosts": [{"host": h or None, "port": p} for h, p in self.hosts] if host and "," in host else None,
                 "port": self.port,
@@ -240,24 +250,23 @@ def find_target(
     """The connection string and the name of its source, in order of precedence."""
     environ = dict(os.environ if environ is None else environ)
     name = env_var or DEFAULT_ENV_VAR
-    pgpassword = environ.get("PGPASSWORD") or None
+    defaults = {LIBPQ_ENV[k]: v for k, v in environ.items() if k in LIBPQ_ENV and v}
     if argument is not None:
-        return TargetText(argument, "argument", pgpassword)
+        return TargetText(argument, "argument", defaults)
     if env_file is not None:
         values = _read_env_file(Path(env_file))
         if not values.get(name):
             raise NoTarget(f"{name} is not set in {env_file}")
-        return TargetText(values[name] or "", f"env-file:{env_file}", pgpassword)
+        return TargetText(values[name] or "", f"env-file:{env_file}", defaults)
     if environ.get(name):
-        return TargetText(environ[name], f"env:{name}", pgpassword)
+        return TargetText(environ[name], f"env:{name}", defaults)
     dotenv_path = (cwd or Path.cwd()) / ".env"
     if dotenv_path.is_file():
         values = _read_env_file(dotenv_path)
         if values.get(name):
-            return TargetText(values[name] or "", f"dotenv:{dotenv_path}", pgpassword)
-    libpq = {LIBPQ_ENV[k]: v for k, v in environ.items() if k in LIBPQ_ENV and v}
-    if libpq.keys() & {"host", "hostaddr", "dbname", "user", "service"}:
-        return TargetText(" ".join(f"{k}={_quote_kv(v)}" for k, v in libpq.items()), "libpq-env", None)
+            return TargetText(values[name] or "", f"dotenv:{dotenv_path}", defaults)
+    if defaults.keys() & {"host", "hostaddr", "dbname", "user", "service"}:
+        return TargetText(" ".join(f"{k}={_quote_kv(v)}" for k, v in defaults.items()), "libpq-env")
     where = f"{name} is not set" + (f", and {dotenv_path} has none" if dotenv_path.is_file() else "")
     raise NoTarget(
         f"no connection string: pass one as an argument, set {name}, or use --env-file FILE ({where})"
@@ -338,11 +347,14 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         params = _in_written_order(params, intent.query)
     if fixed_error:
         findings.append(_libpq_error_finding(fixed_error, form))
-    password_source = None
-    if params.get("password"):
-        password_source = "string"
-    elif found.password_default:
-        params["password"] = found.password_default
+    password_source = "string" if params.get("password") else None
+    from_env = []
+    if params or not libpq_error:
+        for key, value in found.env_defaults.items():
+            if key not in params:
+                params[key] = value
+                from_env.append(key)
+    if "password" in from_env:
         password_source = "PGPASSWORD"
     redactor.add(params.get("password"))
 
@@ -372,6 +384,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         neon=neon,
         redactor=redactor,
         password_source=password_source,
+        from_env=from_env,
         libpq_error=redactor(libpq_error) if libpq_error else None,
     )
 

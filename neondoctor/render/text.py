@@ -58,9 +58,11 @@ def render_url(report: dict[str, Any], *, color: bool = False, meanings: dict[st
         rows.append(("port", str(entry["port"]), COMPONENT_MEANINGS["port"]))
     rows.append(("database", report.get("database") or "(not set)", COMPONENT_MEANINGS["database"]
                  + ("" if report.get("database") else "; libpq uses the user name")))
+    env_names = {name.removeprefix("PG").lower(): name for name in report.get("from_env") or []}
     for key, value in (report.get("params") or {}).items():
         meaning = (meanings or {}).get(key, "a libpq connection parameter")
-        rows.append((key, value, meaning))
+        origin = env_names.get(key.replace("_", ""))
+        rows.append((key, f"{value} (from {origin})" if origin else value, meaning))
     width = max(len(r[0]) for r in rows)
     value_width = min(max(len(r[1]) for r in rows), 48)
     for name, value, meaning in rows:
