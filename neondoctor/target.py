@@ -218,7 +218,7 @@ class Target:
                 "user": self.user,
                 "password": "set" if self.password else "missing",
                 "password_source": self.password_source,
-                "from_env": [ENV_NAMES[key] for key in self.from_env],
+                "from_env": {key: ENV_NAMES[key] for key in self.from_env},
                 "host": host or None,
                 "hosts": [{"host": h or None, "port": p} for h, p in self.hosts] if host and "," in host else None,
                 "port": self.port,

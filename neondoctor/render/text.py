@@ -58,10 +58,10 @@ def render_url(report: dict[str, Any], *, color: bool = False, meanings: dict[st
         rows.append(("port", str(entry["port"]), COMPONENT_MEANINGS["port"]))
     rows.append(("database", report.get("database") or "(not set)", COMPONENT_MEANINGS["database"]
                  + ("" if report.get("database") else "; libpq uses the user name")))
-    env_names = {name.removeprefix("PG").lower(): name for name in report.get("from_env") or []}
+    env_names = report.get("from_env") or {}
     for key, value in (report.get("params") or {}).items():
         meaning = (meanings or {}).get(key, "a libpq connection parameter")
-        origin = env_names.get(key.replace("_", ""))
+        origin = env_names.get(key)
         rows.append((key, f"{value} (from {origin})" if origin else value, meaning))
     width = max(len(r[0]) for r in rows)
     value_width = min(max(len(r[1]) for r in rows), 48)
@@ -103,6 +103,10 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
+GENERIC_PRIORITY = 30
+"""Rules ranked below this are catch-alls: not worth an "also possible" line under a specific cause."""
+
+
 def render_check(report: dict[str, Any], *, color: bool = False, verbose: bool = False) -> str:
     """The `check` command, flutter-doctor style: one line per probe, the failure's cause and fix, a verdict."""
     from neondoctor.render.style import STATUS_MARKS
@@ -121,7 +125,7 @@ def render_check(report: dict[str, Any], *, color: bool = False, verbose: bool =
         indent = " " * (width + 6)
         if status in ("fail", "warn") and probe["matches"]:
             lines.extend(_match_lines(probe["matches"][0], indent, style, full=status == "fail"))
-            others = [m["id"] for m in probe["matches"][1:]]
+            others = [m["id"] for m in probe["matches"][1:] if m.get("priority", 50) >= GENERIC_PRIORITY]
             if others and status == "fail":
                 lines.append(f"{indent}{style('also possible: ' + ', '.join(others), dim=True)}")
         elif status in ("fail", "warn") and probe.get("next_step"):
