@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from neondoctor.probes.base import CheckContext, CheckOptions, ProbeResult, Status
+from neondoctor.redact import Redactor, redact_patterns
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -112,10 +113,36 @@ def run_check(
     for result in results:
         result.summary = redactor(result.summary)
         result.details = redactor.obj(result.details)
-        result.matches = redactor.obj(result.matches)
+        result.matches = [redact_match(match, redactor) for match in result.matches]
         result.next_step = redactor(result.next_step) if result.next_step else None
     verdict = redactor.obj(make_verdict(results, ctx, options))
     return CheckReport(target=target.to_json(), probes=results, verdict=verdict, facts=ctx.facts)
+
+
+def redact_match(match: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
+    """Redact a rule match; the knowledge base's own words lose only known secrets.
+
+    Pattern redaction would mangle advice such as "a URL password: `@` → `%40`", and text written
+    in a rule file cannot hold the user's secrets by any means other than coincidence.
+    """
+    if "origin" not in match:
+        return redactor.obj(match)
+    authored = {"title", "cause", "fix", "docs"}
+    redacted: dict[str, Any] = {}
+    for key, value in match.items():
+        if key in authored:
+            redacted[key] = _known_secrets_only(value, redactor)
+        else:
+            redacted[key] = redactor.obj(value)
+    return redacted
+
+
+def _known_secrets_only(value: Any, redactor: Redactor) -> Any:
+    if isinstance(value, str):
+        return redactor(value) if redactor(value) != redact_patterns(value) else value
+    if isinstance(value, list):
+        return [_known_secrets_only(item, redactor) for item in value]
+    return redactor.obj(value)
 
 
 def _cap_text(options: CheckOptions) -> str:

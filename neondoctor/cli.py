@@ -224,7 +224,7 @@ def check_command(
     if as_json:
         click.echo(json_render.render_check(report.to_json()))
     else:
-        click.echo(target.redactor(text_render.render_check(report.to_json(), color=use_color(), verbose=verbose)))
+        click.echo(text_render.render_check(report.to_json(), color=use_color(), verbose=verbose))
     ctx.exit(ExitCode.FINDINGS if report.failed else ExitCode.OK)
 
 

@@ -148,3 +148,20 @@ def test_pool_advice_fits_in_the_slots_left(left: int, pool_size: int, max_overf
     advice = pool_advice(left)
     assert (advice["pool_size"], advice["max_overflow"]) == (pool_size, max_overflow)
     assert advice["pool_size"] + advice["max_overflow"] <= left
+
+
+def test_rule_advice_is_not_mangled_but_known_secrets_and_excerpts_are_hidden() -> None:
+    from neondoctor.checklist import redact_match
+
+    redactor = parse_target(URL).redactor
+    match = {
+        "id": "auth-password-failed", "layer": "auth", "title": "Password authentication failed",
+        "cause": "c", "fix": ["Percent-encode a URL password: `@` → `%40`", f"not {SECRET}"], "docs": [],
+        "excerpt": f"FATAL: password={SECRET} rejected", "captures": {"user": "alice"}, "origin": "builtin",
+    }
+    redacted = redact_match(match, redactor)
+    assert redacted["fix"][0] == "Percent-encode a URL password: `@` → `%40`"
+    assert SECRET not in str(redacted)
+    assert redacted["captures"] == {"user": "alice"}
+    finding = {"id": "url-x", "layer": "url", "title": f"password={SECRET}", "cause": "", "fix": [], "docs": []}
+    assert SECRET not in str(redact_match(finding, redactor))
