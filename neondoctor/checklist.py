@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
     from neondoctor.target import Target
 
+OWN_ADVICE_FIRST = frozenset({"url", "slots", "tables"})
+"""Probes whose own next step beats the rule's: they know the exact name, limit or fix from the server."""
 GRACE_SECONDS = 0.5
 """How long after the overall deadline a running probe may still finish before it is abandoned."""
 
@@ -210,7 +212,7 @@ def make_verdict(results: list[ProbeResult], ctx: CheckContext, options: CheckOp
     if failed is not None:
         top = failed.matches[0] if failed.matches else None
         next_step = failed.next_step
-        if top and top.get("fix"):
+        if top and top.get("fix") and not (next_step and failed.name in OWN_ADVICE_FIRST):
             next_step = top["fix"][0]
         layer = top.get("layer") if top else None
         where = failed.name

@@ -218,12 +218,13 @@ def _expected(ctx: CheckContext, expected: list[TableName]) -> ProbeResult:
     hints = _hints(ctx, missing, search_path) if missing else {}
     for entry, table in zip(report, expected, strict=True):
         if table.written in hints:
-            entry["near"] = hints[table.written]
+            entry["near"] = [f"{label} ({reason})" for label, reason in hints[table.written]]
     user = ctx.facts.get("user") or ctx.target.user or "this role"
     problems = []
     if missing:
         problems.append("missing: " + ", ".join(
-            t.display() + (f" (near: {hints[t.written][0]})" if hints.get(t.written) else "") for t in missing
+            t.display() + (f" (did you mean {hints[t.written][0][0]}?)" if hints.get(t.written) else "")
+            for t in missing
         ))
     if unreadable:
         problems.append(f"not readable by {user}: " + ", ".join(found for _, found, _ in unreadable))
@@ -255,48 +256,48 @@ def _expected(ctx: CheckContext, expected: list[TableName]) -> ProbeResult:
 
 
 def _next_step(
-    missing: list[TableName], hints: dict[str, list[str]], unreadable: list[tuple[TableName, str, bool]], user: str
+    missing: list[TableName],
+    hints: dict[str, list[tuple[str, str]]],
+    unreadable: list[tuple[TableName, str, bool]],
+    user: str,
 ) -> str:
+    hinted = [t for t in missing if hints.get(t.written)]
+    if hinted:
+        label, reason = hints[hinted[0].written][0]
+        return f"Use {label} instead of {hinted[0].written} ({reason})"
     if missing:
-        first = missing[0]
-        near = hints.get(first.written)
-        if near:
-            return f"Use the name as it exists: {near[0]}"
         return ("Check the database and branch in the connection string, and that the migrations ran "
-                f"(no table named like {first.display()} anywhere in this database)")
+                f"(no table named like {missing[0].display()} anywhere in this database)")
     _, found, usable = unreadable[0]
     if not usable:
         return f"GRANT USAGE ON SCHEMA {found.split('.')[0]} TO {quote_ident(user)}; (as the schema owner)"
     return f"GRANT SELECT ON {found} TO {quote_ident(user)}; (as the table owner)"
 
 
-def _hints(ctx: CheckContext, missing: list[TableName], search_path: str) -> dict[str, list[str]]:
+def _hints(ctx: CheckContext, missing: list[TableName], search_path: str) -> dict[str, list[tuple[str, str]]]:
+    """Near matches per missing name, best first, as (name to use, why)."""
     candidates = query(ctx, CANDIDATES_SQL)
     names = sorted({relname for _, relname, _ in candidates})
-    hints: dict[str, list[str]] = {}
+    hints: dict[str, list[tuple[str, str]]] = {}
     for table in missing:
-        near: list[str] = []
-        for schema, relname, on_path in candidates:
-            same_schema = (table.schema is None and on_path) or table.schema == schema
-            if relname != table.name and relname.lower() == table.name.lower() and same_schema:
-                near.append(f"{qualified(schema if table.schema else None, relname)} "
-                            "(mixed case: it must be double-quoted)")
+        near: dict[str, str] = {}
         for schema, relname, on_path in candidates:
             if relname.lower() != table.name.lower():
                 continue
-            if table.schema is None and not on_path:
-                near.append(f"{qualified(schema, relname)} (schema {quote_ident(schema)} is not on the "
-                            f"search_path: {search_path})")
+            same_schema = (table.schema is None and on_path) or table.schema == schema
+            if relname != table.name and same_schema:
+                near.setdefault(qualified(table.schema, relname), "mixed case: it must be double-quoted")
+            elif table.schema is None and not on_path:
+                near.setdefault(qualified(schema, relname),
+                                f"schema {quote_ident(schema)} is not on the search_path: {search_path}")
             elif table.schema is not None and schema != table.schema:
-                near.append(f"{qualified(schema, relname)} (in schema {quote_ident(schema)}, "
-                            f"not {quote_ident(table.schema)})")
-        shown = {n.split(" ")[0] for n in near}
+                near.setdefault(qualified(schema, relname),
+                                f"in schema {quote_ident(schema)}, not {quote_ident(table.schema)}")
         for similar in difflib.get_close_matches(table.name, names, n=3, cutoff=0.75):
             for schema, relname, on_path in candidates:
-                label = qualified(None if on_path else schema, relname)
-                if relname == similar and label not in shown and relname.lower() != table.name.lower():
-                    near.append(f"{label} (similar name)")
-                    shown.add(label)
+                if relname == similar and relname.lower() != table.name.lower():
+                    near.setdefault(qualified(None if on_path and not table.schema else schema, relname),
+                                    "similar name")
         if near:
-            hints[table.written] = near
+            hints[table.written] = list(near.items())
     return hints

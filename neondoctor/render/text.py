@@ -124,7 +124,10 @@ def render_check(report: dict[str, Any], *, color: bool = False, verbose: bool =
         lines.append(f"{mark} {probe['name']:<{width}}  {summary}{timing}")
         indent = " " * (width + 6)
         if status in ("fail", "warn") and probe["matches"]:
-            lines.extend(_match_lines(probe["matches"][0], indent, style, full=status == "fail"))
+            top = probe["matches"][0]
+            if status == "fail" and probe.get("next_step") and probe["next_step"] not in (top.get("fix") or []):
+                lines.append(f"{indent}{style('next:', bold=True)} {probe['next_step']}")
+            lines.extend(_match_lines(top, indent, style, full=status == "fail"))
             others = [m["id"] for m in probe["matches"][1:] if m.get("priority", 50) >= GENERIC_PRIORITY]
             if others and status == "fail":
                 lines.append(f"{indent}{style('also possible: ' + ', '.join(others), dim=True)}")
