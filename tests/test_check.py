@@ -281,6 +281,7 @@ def test_missing_tables_get_near_matches(pg: PgCluster) -> None:
     assert expected["invoices"]["near"][0].startswith("billing.invoices")
     assert "not on the search_path" in expected["invoices"]["near"][0]
     assert '"Accounts"' in as_text.stdout and "billing.invoices" in as_text.stdout
+    assert as_json.report["verdict"]["next_step"].startswith('Use "Accounts" instead of accounts')
 
 
 def test_table_without_select_is_not_readable(pg: PgCluster) -> None:
