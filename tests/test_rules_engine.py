@@ -434,6 +434,13 @@ def test_huge_lines_are_capped_and_do_not_hide_later_errors() -> None:
     assert result.lines == 3
 
 
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 4096])
+def test_crlf_and_lone_cr_end_lines_whatever_the_reads(chunk_size: int) -> None:
+    data = b"progress 10%\rprogress 90%\r\nFATAL:  sorry, too many clients already\r\nnext\r"
+    text = "".join(read_text_chunks(io.BytesIO(data), chunk_size=chunk_size))
+    assert text == "progress 10%\nprogress 90%\nFATAL:  sorry, too many clients already\nnext\n"
+
+
 def test_binary_garbage_ansi_crlf_nul_and_utf16_are_read() -> None:
     rng = random.Random(5)
     garbage = bytes(rng.randrange(256) for _ in range(50_000)).replace(b"\n", b"")
