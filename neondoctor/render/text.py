@@ -239,15 +239,24 @@ def _explain_match(match: dict[str, Any], number: int | None, style: Style) -> l
 
 
 def _wrapped(label: str, text: str, indent: str, hang: int) -> list[str]:
-    import click
+    """``text`` wrapped to EXPLAIN_WIDTH under a hanging ``label`` (whose visible width is ``hang``);
+    a `code span` is never broken, so commands stay copy-pasteable."""
+    import re
+    import textwrap
 
-    body = click.wrap_text(
-        text, width=EXPLAIN_WIDTH, initial_indent="", subsequent_indent=indent + " " * hang, preserve_paragraphs=False
-    ).splitlines() or [""]
-    first, rest = body[0], body[1:]
-    if not first.strip() and rest:
-        first, rest = rest[0].strip(), rest[1:]
-    return [f"{indent}{label}{first.strip()}", *rest]
+    lead = indent + " " * hang
+    glued = re.sub(r"`[^`]*`", lambda code: code.group(0).replace(" ", "\0"), text)
+    lines = textwrap.wrap(
+        glued,
+        width=EXPLAIN_WIDTH,
+        initial_indent=lead,
+        subsequent_indent=lead,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    lines = [line.replace("\0", " ") for line in lines] or [lead]
+    lines[0] = indent + label + lines[0][len(lead) :]
+    return lines
 
 
 def _render_explain_none(result: dict[str, Any], style: Style) -> str:
