@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from neondoctor.probes.base import CheckContext, CheckOptions, ProbeResult, Status
-from neondoctor.redact import Redactor, redact_patterns
+from neondoctor.redact import Redactor
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -130,21 +130,7 @@ def redact_match(match: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
     if "origin" not in match:
         return redactor.obj(match)
     authored = {"title", "cause", "fix", "docs"}
-    redacted: dict[str, Any] = {}
-    for key, value in match.items():
-        if key in authored:
-            redacted[key] = _known_secrets_only(value, redactor)
-        else:
-            redacted[key] = redactor.obj(value)
-    return redacted
-
-
-def _known_secrets_only(value: Any, redactor: Redactor) -> Any:
-    if isinstance(value, str):
-        return redactor(value) if redactor(value) != redact_patterns(value) else value
-    if isinstance(value, list):
-        return [_known_secrets_only(item, redactor) for item in value]
-    return redactor.obj(value)
+    return {key: redactor.obj(value, patterns=key not in authored) for key, value in match.items()}
 
 
 def _cap_text(options: CheckOptions) -> str:

@@ -126,9 +126,10 @@ def url_command(ctx: click.Context, url: str | None, env_file: str | None, env_v
     target = load_target(url, env_file, env_var)
     report = target.to_json()
     if as_json:
-        click.echo(json_render.render_url(report))
+        output = json_render.render_url(report)
     else:
-        click.echo(text_render.render_url(report, color=use_color(), meanings=PARAM_MEANINGS))
+        output = text_render.render_url(report, color=use_color(), meanings=PARAM_MEANINGS)
+    click.echo(target.redactor.known(output))
     ctx.exit(ExitCode.FINDINGS if target.has_errors else ExitCode.OK)
 
 
@@ -222,9 +223,10 @@ def check_command(
     )
     report = run_check(target, options)
     if as_json:
-        click.echo(json_render.render_check(report.to_json()))
+        output = json_render.render_check(report.to_json())
     else:
-        click.echo(text_render.render_check(report.to_json(), color=use_color(), verbose=verbose))
+        output = text_render.render_check(report.to_json(), color=use_color(), verbose=verbose)
+    click.echo(target.redactor.known(output))
     ctx.exit(ExitCode.FINDINGS if report.failed else ExitCode.OK)
 
 

@@ -67,18 +67,20 @@ class Redactor:
         self._known = re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
     def __call__(self, text: str) -> str:
-        if self._known is not None:
-            text = self._known.sub(MASK, text)
-        return redact_patterns(text)
+        return redact_patterns(self.known(text))
 
-    def obj(self, value: Any) -> Any:
+    def known(self, text: str) -> str:
+        """Hide only the known secrets: for text we wrote ourselves, which patterns would mangle."""
+        return self._known.sub(MASK, text) if self._known is not None else text
+
+    def obj(self, value: Any, *, patterns: bool = True) -> Any:
         """Redact every string inside a JSON-like structure."""
         if isinstance(value, str):
-            return self(value)
+            return self(value) if patterns else self.known(value)
         if isinstance(value, dict):
-            return {k: self.obj(v) for k, v in value.items()}
+            return {k: self.obj(v, patterns=patterns) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self.obj(v) for v in value]
+            return [self.obj(v, patterns=patterns) for v in value]
         return value
 
 
