@@ -303,7 +303,7 @@ def explain_command(
     else:
         from neondoctor.render import text as text_render
 
-        click.echo(text_render.render_explain(report, color=use_color()))
+        click.echo(text_render.render_explain(report, color=use_color(), has_url=result.has_url))
     ctx.exit(ExitCode.OK if report["matches"] else ExitCode.FINDINGS)
 
 

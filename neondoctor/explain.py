@@ -150,6 +150,7 @@ _ATTEMPT_DONE = re.compile(r"(?:failed:|FATAL:|ERROR:)[ \t]*\S")
 _PROPERTY = re.compile(
     r"^(?:errno|code|syscall|address|port|severity|length|routine|file|line|position|name)\s*:\s*['\"\w-]"
 )
+_URL = re.compile(r"\bpostgres(?:ql)?(?:\+\w+)?://")
 _ESCAPED = re.compile(r'\\[nt"]')
 _UNESCAPE = re.compile(r'\\([nt"\\])')
 _UNESCAPED = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
@@ -198,7 +199,7 @@ class Candidate:
 
 
 class Explanation:
-    __slots__ = ("candidates", "empty", "lines", "matches", "sqlstates", "truncated")
+    __slots__ = ("candidates", "empty", "has_url", "lines", "matches", "sqlstates", "truncated")
 
     def __init__(self) -> None:
         self.matches: list[dict[str, Any]] = []
@@ -207,6 +208,8 @@ class Explanation:
         self.lines = 0
         self.empty = True
         self.truncated = False
+        self.has_url = False
+        """The input holds a postgres:// URL: a user who pasted a connection string wants ``neondoctor url``."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -347,6 +350,7 @@ class _Scanner:
         self.seen: set[str] = set()
         self.truncated = False
         self.empty = True
+        self.has_url = False
         self.lines = 0
         self._last_head = -1
         self._chain_depth = 0
@@ -370,6 +374,8 @@ class _Scanner:
         lower = buffer.lower()
         if len(lower) != len(buffer):
             lower = "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in buffer)
+        if not self.has_url and "postgres" in lower:
+            self.has_url = bool(_URL.search(lower))
         counted_pos, counted_line = 0, self._base_line
         for line_start in self._interesting(buffer, lower, start, limit):
             counted_line += buffer.count("\n", counted_pos, line_start)
@@ -579,6 +585,7 @@ def _rank(scanner: _Scanner, ruleset: RuleSet) -> Explanation:
     result.candidates = scanner.candidates
     result.lines = scanner.lines
     result.empty = scanner.empty
+    result.has_url = scanner.has_url
     result.truncated = scanner.truncated
     sqlstate_at: dict[str, Candidate] = {}
     for candidate in scanner.candidates:

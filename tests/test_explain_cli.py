@@ -119,6 +119,14 @@ def test_nothing_matched_exits_1_with_the_next_step_and_the_sqlstate_class() -> 
     }
 
 
+def test_a_pasted_connection_string_points_to_the_url_command() -> None:
+    result = run("explain", "postgresql://app:Sup3r-S3cret-pw@ep-cool-darkness-123456.us-east-2.aws.neon.tech/neondb")
+    assert result.exit_code == 1
+    assert "neondoctor url" in result.stdout
+    assert "Sup3r-S3cret-pw" not in result.stdout
+    assert "neondoctor url" not in run("explain", NO_MATCH).stdout
+
+
 @pytest.mark.parametrize("argv", [["explain"], ["explain", "-"], ["explain", "--file", "-"]])
 def test_stdin_is_read_when_piped(argv: list[str]) -> None:
     result = run(*argv, input=REFUSED)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from neondoctor.explain import explain_text
-from neondoctor.rules import BUILTIN, load_rules
+from neondoctor.rules import BUILTIN, lint, load_rules
 
 RULESET = load_rules(env={})
 EXAMPLES = [
@@ -24,8 +24,8 @@ NOT_EXAMPLES = [
 ]
 
 
-def test_rule_files_are_valid() -> None:
-    assert [str(problem) for problem in RULESET.problems] == []
+def test_rules_lint_is_clean() -> None:
+    assert [str(problem) for problem in lint(RULESET)] == []
     assert all(rule.origin == BUILTIN for rule in RULESET)
 
 

@@ -191,12 +191,12 @@ LIVE_LAYERS = ("dns", "tcp", "tls", "auth", "database", "slots", "tables")
 CHECK_HINT = 'neondoctor check "$DATABASE_URL"'
 
 
-def render_explain(result: dict[str, Any], *, color: bool = False) -> str:
+def render_explain(result: dict[str, Any], *, color: bool = False, has_url: bool = False) -> str:
     """The `explain` command: every matched rule, most likely first, or what to do when none matched."""
     style = Style(color)
     matches = result.get("matches") or []
     if not matches:
-        return _render_explain_none(result, style)
+        return _render_explain_none(result, style, has_url)
     lines: list[str] = []
     if len(matches) > 1:
         lines += [style(f"{len(matches)} rules match; the most likely comes first.", dim=True), ""]
@@ -259,8 +259,10 @@ def _wrapped(label: str, text: str, indent: str, hang: int) -> list[str]:
     return lines
 
 
-def _render_explain_none(result: dict[str, Any], style: Style) -> str:
+def _render_explain_none(result: dict[str, Any], style: Style, has_url: bool) -> str:
     lines = [style("No rule matches this text.", "warning", bold=True)]
+    if has_url:
+        lines.append("It contains a connection string; to check the string itself: neondoctor url '<string>'")
     for state in result.get("sqlstates") or []:
         meaning = state.get("meaning") or "a class this tool has no description for"
         lines.append(f"SQLSTATE {state['code']}: class {state['class']}, {meaning}.")
