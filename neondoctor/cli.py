@@ -321,7 +321,11 @@ def _load_rules(ctx: click.Context, rules_dirs: tuple[str, ...]) -> Any:
 @rules_option
 @click.pass_context
 def rules_group(ctx: click.Context, rules_dirs: tuple[str, ...]) -> None:
-    """List, show, lint and test the rules behind explain (built-ins, $NEONDOCTOR_RULES, --rules)."""
+    """List, show, lint and test the rules behind explain.
+
+    Rules come from the built-in folder, then $NEONDOCTOR_RULES, then --rules DIR (here or after the
+    subcommand); a later rule with the same id replaces the earlier one.
+    """
     ctx.obj = {"rules_dirs": list(rules_dirs)}
 
 
