@@ -101,17 +101,11 @@ MARKERS = (
     "traceback (most recent call last)",
     "the above exception was the direct cause",
     "during handling of the above exception",
-    "sqlstate",
-    "sql state",
-    "sql_state",
-    "code:",
-    "code=",
-    'code":',
-    "code':",
     "psycopg.errors.",
     "psycopg2.errors.",
     "asyncpg.exceptions.",
 )
+"""Lines worth reading besides those holding a rule's literal: cause-chain structure, driver exception classes."""
 
 _CONTROL = bytes(b for b in range(32) if b not in (9, 10)) + b"\x7f"
 _ANSI = re.compile(rb"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
@@ -151,6 +145,10 @@ _PROPERTY = re.compile(
     r"^(?:errno|code|syscall|address|port|severity|length|routine|file|line|position|name)\s*:\s*['\"\w-]"
 )
 _URL = re.compile(r"\bpostgres(?:ql)?(?:\+\w+)?://")
+_SQLSTATE_SCAN = (  # on lower-cased text; a superset of _SQLSTATE, each with a literal prefix so the scan is fast
+    re.compile(r"sql[ _-]?state\W{0,4}e?(?=[a-z]{0,4}\d)[0-9a-z]{5}\b"),
+    re.compile(r"code\W{1,4}(?=[a-z]{0,4}\d)[0-9a-z]{5}\b"),
+)
 _ESCAPED = re.compile(r'\\[nt"]')
 _UNESCAPE = re.compile(r'\\([nt"\\])')
 _UNESCAPED = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
@@ -392,33 +390,37 @@ class _Scanner:
         self._carry_from = limit - back
 
     def _interesting(self, buffer: str, lower: str, start: int, limit: int) -> Iterator[int]:
+        """Starts of the lines between ``start`` and ``limit`` that hold a literal, a marker or a SQLSTATE."""
         if self.literals is None:
             pos = start
             while pos < limit:
                 yield pos
                 pos = buffer.find("\n", pos) + 1 or limit
             return
+        starts: set[int] = set()
         if limit - start <= SMALL:
             window = lower[start:limit]
             present = [lit for lit in self.literals if lit in window]
-            if not present:
-                return
+            if present:
+                pos = start
+                for line in window.split("\n"):
+                    if any(lit in line for lit in present):
+                        starts.add(pos)
+                    pos += len(line) + 1
+        else:
+            if self._trie is None:
+                self._trie = re.compile(_trie_pattern(sorted({_anchor(literal) for literal in self.literals})))
             pos = start
-            for line in window.split("\n"):
-                if any(lit in line for lit in present):
-                    yield pos
-                pos += len(line) + 1
-            return
-        if self._trie is None:
-            self._trie = re.compile(_trie_pattern(sorted({_anchor(literal) for literal in self.literals})))
-        pos = start
-        while pos < limit:
-            found = self._trie.search(lower, pos, limit)
-            if found is None:
-                return
-            line_start = lower.rfind("\n", 0, found.start()) + 1
-            yield line_start
-            pos = lower.find("\n", found.start()) + 1 or limit
+            while pos < limit:
+                found = self._trie.search(lower, pos, limit)
+                if found is None:
+                    break
+                starts.add(lower.rfind("\n", 0, found.start()) + 1)
+                pos = lower.find("\n", found.start()) + 1 or limit
+        for pattern in _SQLSTATE_SCAN:
+            for found in pattern.finditer(lower, start, limit):
+                starts.add(lower.rfind("\n", 0, found.start()) + 1)
+        yield from sorted(starts)
 
     def _take(self, buffer: str, line_start: int, line_number: int) -> None:
         content = self._content(buffer, line_start)
