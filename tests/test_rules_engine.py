@@ -382,7 +382,12 @@ def test_sqlstates_in_every_driver_form(text: str, codes: list[str]) -> None:
     assert find_sqlstates(text) == codes
 
 
-def test_http_status_codes_are_not_sqlstate_candidates_but_sqlstates_are() -> None:
+@pytest.mark.parametrize("path", ["small", "big"])
+def test_http_status_codes_are_not_sqlstate_candidates_but_sqlstates_are(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if path == "big":
+        monkeypatch.setattr(explain_module, "SMALL", 0)
     lines = [f'{{"level":"info","path":"/items/{n}","code":200,"ms":{n}}}' for n in range(3000)]
     lines.insert(1500, '{"level":"error","msg":"could not wake the compute","code":"53300"}')
     result = explain_text("\n".join(lines), load_rules())
