@@ -26,6 +26,9 @@ MAX_CANDIDATE = 4 << 10
 MAX_CANDIDATES = 5_000
 CONTEXT_LINES = 16
 MAX_CARRY = 256 << 10
+REPEATS = 3
+"""In a big log, the same error line (digits aside) is read this many times; later copies are skipped."""
+MAX_TAILS = 50_000
 
 SQLSTATE_CLASSES = {
     "00": "successful completion",
@@ -95,12 +98,15 @@ EXCEPTION_SQLSTATES = {
     "internalerror_": "XX000",
     "internalserver": "XX000",
 }
-MARKERS = (
+STRUCTURE_MARKERS = (
     "caused by:",
     "[cause]:",
     "traceback (most recent call last)",
     "the above exception was the direct cause",
     "during handling of the above exception",
+)
+MARKERS = (
+    *STRUCTURE_MARKERS,
     "psycopg.errors.",
     "psycopg2.errors.",
     "asyncpg.exceptions.",
@@ -344,6 +350,9 @@ class _Scanner:
         self.literals = None if literals is None else sorted({*literals, *MARKERS})
         self.max_line = max_line
         self._trie: re.Pattern[str] | None = None
+        self._structural: frozenset[str] = frozenset()
+        self._tails: dict[str, int] = {}
+        self.repeats = 0
         self.candidates: list[Candidate] = []
         self.seen: set[str] = set()
         self.truncated = False
@@ -398,7 +407,8 @@ class _Scanner:
                 pos = buffer.find("\n", pos) + 1 or limit
             return
         starts: set[int] = set()
-        if limit - start <= SMALL:
+        small = limit - start <= SMALL
+        if small:
             window = lower[start:limit]
             present = [lit for lit in self.literals if lit in window]
             if present:
@@ -409,18 +419,36 @@ class _Scanner:
                     pos += len(line) + 1
         else:
             if self._trie is None:
-                self._trie = re.compile(_trie_pattern(sorted({_anchor(literal) for literal in self.literals})))
+                anchors = {literal: _anchor(literal) for literal in self.literals}
+                self._trie = re.compile(_trie_pattern(sorted(set(anchors.values()))))
+                self._structural = frozenset(anchors[marker] for marker in STRUCTURE_MARKERS)
             pos = start
             while pos < limit:
                 found = self._trie.search(lower, pos, limit)
                 if found is None:
                     break
-                starts.add(lower.rfind("\n", 0, found.start()) + 1)
-                pos = lower.find("\n", found.start()) + 1 or limit
+                end = lower.find("\n", found.start())
+                end = limit if end < 0 else end
+                if found.group(0) in self._structural or self._first_copies(lower[found.start() : end]):
+                    starts.add(lower.rfind("\n", 0, found.start()) + 1)
+                pos = end + 1
         for pattern in _SQLSTATE_SCAN:
             for found in pattern.finditer(lower, start, limit):
-                starts.add(lower.rfind("\n", 0, found.start()) + 1)
+                end = lower.find("\n", found.start())
+                if small or self._first_copies(lower[found.start() : end if end >= 0 else limit]):
+                    starts.add(lower.rfind("\n", 0, found.start()) + 1)
         yield from sorted(starts)
+
+    def _first_copies(self, tail: str) -> bool:
+        """False once the same line tail (from the literal on, digits ignored) was read REPEATS times."""
+        key = tail[:200].translate(_DIGITS)
+        seen = self._tails.get(key, 0)
+        if seen >= REPEATS:
+            self.repeats += 1
+            return False
+        if seen or len(self._tails) < MAX_TAILS:
+            self._tails[key] = seen + 1
+        return True
 
     def _take(self, buffer: str, line_start: int, line_number: int) -> None:
         content = self._content(buffer, line_start)
@@ -504,6 +532,7 @@ def _line_at(buffer: str, offset: int) -> int:
     return buffer.find("\n", offset) + 1 or len(buffer)
 
 
+_DIGITS = str.maketrans("0123456789", "0000000000")
 _RARITY = {ch: rank for rank, ch in enumerate(" etaoinsrhldcumfpgwybvkxjqz")}
 
 

@@ -396,6 +396,27 @@ def test_http_status_codes_are_not_sqlstate_candidates_but_sqlstates_are(
     assert [m["id"] for m in result.matches] == ["slots-too-many-clients"]
 
 
+def test_a_retry_storm_in_a_big_log_is_read_a_few_times_not_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(explain_module, "SMALL", 0)
+    storm = "".join(
+        f"2026-03-02T10:41:{n % 60:02d}Z web-1  | Error: connect ECONNREFUSED 127.0.0.1:{5000 + n}\n"
+        f"web-1  | Caused by: java.io.IOException: something broke\n"
+        for n in range(2000)
+    )
+    storm += 'FATAL:  password authentication failed for user "late"\n'
+    scanner = scan(read_text_chunks(io.BytesIO(storm.encode())), load_rules().literals())
+    assert scanner.repeats == 2000 - explain_module.REPEATS
+    refused = [c for c in scanner.candidates if "ECONNREFUSED" in c.text]
+    assert [c.line for c in refused] == [1, 3, 5]
+    assert scanner._chain_depth == 1998  # every Caused by after the last read "Error:" line (5) counted
+    matches = explain_module._rank(scanner, load_rules()).matches
+    assert [m["id"] for m in matches] == [
+        "auth-password-failed",
+        "tcp-connection-refused",
+        "client-unknown-java-exception",
+    ]
+
+
 # --------------------------------------------------------------------------- input handling
 
 
