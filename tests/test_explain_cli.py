@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -161,6 +162,18 @@ def test_usage_problems_are_one_line_and_exit_2(args: list[str], stdin: str | No
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("neondoctor: error: ")
     assert message in result.stderr
+
+
+def test_no_text_and_a_terminal_on_stdin_is_a_usage_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neondoctor.cli import UsageProblem, _explain_input
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    with pytest.raises(UsageProblem, match="pass the error text as an argument, with --file PATH, or on stdin"):
+        _explain_input((), None)
 
 
 def test_an_unreadable_file_is_a_usage_problem(tmp_path: Path) -> None:
