@@ -69,6 +69,10 @@ def cli() -> None:
       neondoctor url [URL]        explain a connection string and flag its mistakes
       neondoctor explain [TEXT]   paste an error, get the cause and the next step
       neondoctor check [URL]      run DNS → TCP → TLS → auth → slots → tables
+      neondoctor rules …          list, show, lint and test the error knowledge base
+
+    URL defaults to $DATABASE_URL, then .env in the working directory, then libpq's PG*
+    variables. Exit codes: 0 fine, 1 a finding, 2 bad usage.
     """
 
 

@@ -669,16 +669,6 @@ def _as_match(hit: _Hit, redactor: Redactor) -> dict[str, Any]:
 
 def _harvest_secrets(texts: Iterable[str]) -> list[str]:
     """Passwords visible in the input by their shape, so the same string is hidden wherever else it appears."""
-    from neondoctor import redact
+    from neondoctor.redact import find_secrets
 
-    secrets: list[str] = []
-    shapes = (getattr(redact, "_URL_USERINFO", None), getattr(redact, "_KEY_VALUE", None))
-    for text in texts:
-        for shape in shapes:
-            if shape is None:
-                continue
-            for found in shape.finditer(text):
-                secret = found.group("secret").strip("'\"")
-                if len(secret) >= 4 and secret != redact.MASK:
-                    secrets.append(secret)
-    return secrets
+    return [secret for text in texts for secret in find_secrets(text)]

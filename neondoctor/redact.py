@@ -9,12 +9,10 @@ Two layers:
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 MASK = "****"
 
@@ -34,6 +32,9 @@ _SHORT = 4
 
 
 def _variants(secret: str) -> set[str]:
+    import base64
+    from urllib.parse import quote, quote_plus
+
     forms = {
         secret,
         quote(secret, safe=""),
@@ -107,6 +108,17 @@ def redact_patterns(text: str) -> str:
     text = _KEY_VALUE.sub(_mask_value, text)
     text = _NEON_API_KEY.sub("napi_" + MASK, text)
     return _BEARER.sub(lambda m: m.group("head") + MASK, text)
+
+
+def find_secrets(text: str) -> list[str]:
+    """Secrets visible in a text by their shape (URL passwords, ``password=…``), at least 4 characters."""
+    found = []
+    for shape in (_URL_USERINFO, _KEY_VALUE):
+        for match in shape.finditer(text):
+            secret = match.group("secret").strip("'\"")
+            if len(secret) >= _SHORT and secret != MASK:
+                found.append(secret)
+    return found
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
