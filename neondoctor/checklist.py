@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
     from neondoctor.target import Target
 
-OWN_ADVICE_FIRST = frozenset({"url", "slots", "tables"})
-"""Probes whose own next step beats the rule's: they know the exact name, limit or fix from the server."""
 GRACE_SECONDS = 0.5
 """How long after the overall deadline a running probe may still finish before it is abandoned."""
 
@@ -70,17 +68,15 @@ def explain_failure(text: str, rules_dirs: Iterable[str] = ()) -> list[dict[str,
     """
     try:
         ruleset = _ruleset(tuple(rules_dirs))
-        return list(ruleset.explain(text)) if ruleset is not None else []
+        return list(ruleset.explain(text))
     except Exception:
         return []
 
 
 @functools.lru_cache(maxsize=4)
 def _ruleset(rules_dirs: tuple[str, ...]) -> Any:
-    try:
-        from neondoctor.rules import load_for_explain
-    except ImportError:
-        return None
+    from neondoctor.rules import load_for_explain
+
     return load_for_explain(rules_dirs)
 
 
@@ -198,7 +194,7 @@ def make_verdict(results: list[ProbeResult], ctx: CheckContext, options: CheckOp
     if failed is not None:
         top = failed.matches[0] if failed.matches else None
         next_step = failed.next_step
-        if top and top.get("fix") and not (next_step and failed.name in OWN_ADVICE_FIRST):
+        if top and top.get("fix") and not (next_step and failed.exact_next_step):
             next_step = top["fix"][0]
         layer = top.get("layer") if top else None
         where = failed.name

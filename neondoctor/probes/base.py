@@ -33,6 +33,8 @@ class ProbeResult:
     matches: list[dict[str, Any]] = field(default_factory=list)
     """Rule matches for a failure, in the ``explain --json`` shape, best first."""
     next_step: str | None = None
+    exact_next_step: bool = False
+    """The probe's own next step names the exact fix (a table, a limit, a parameter) and beats a rule's."""
     duration_ms: float = 0.0
 
 

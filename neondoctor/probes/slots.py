@@ -114,6 +114,7 @@ def run(ctx: CheckContext) -> ProbeResult:
             details=details,
             matches=explain_failure(binding.next_error, ctx.options.rules_dirs),
             next_step=f"Close idle connections or raise the limit ({binding.name}); {pooler}",
+            exact_next_step=True,
         )
     if used_ratio >= WARN_USED_RATIO:
         return ProbeResult(

@@ -252,6 +252,7 @@ def _expected(ctx: CheckContext, expected: list[TableName]) -> ProbeResult:
         details=details,
         matches=matches,
         next_step=_next_step(missing, hints, unreadable, user),
+        exact_next_step=True,
     )
 
 

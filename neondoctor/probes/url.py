@@ -28,6 +28,7 @@ def run(ctx: CheckContext) -> ProbeResult:
             details=details,
             matches=[_as_match(f) for f in errors],
             next_step=errors[0].fix,
+            exact_next_step=True,
         )
     where = _where(ctx)
     if warnings:
