@@ -648,6 +648,8 @@ def _rank(scanner: _Scanner, ruleset: RuleSet) -> Explanation:
 
 
 def _as_match(hit: _Hit, redactor: Redactor) -> dict[str, Any]:
+    from neondoctor.rules import format_hint
+
     rule = hit.rule
     captures = {k: v for k, v in hit.found.groupdict().items() if v is not None} if hit.found else {}
     return {
@@ -655,6 +657,7 @@ def _as_match(hit: _Hit, redactor: Redactor) -> dict[str, Any]:
         "layer": rule.layer,
         "blame": rule.blame,
         "title": rule.title,
+        "hint": redactor(hint) if (hint := format_hint(rule.hint, captures)) else None,
         "cause": rule.cause,
         "fix": list(rule.fix),
         "docs": list(rule.docs),

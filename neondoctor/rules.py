@@ -8,6 +8,7 @@ candidate line contains one of the literal strings every match of that regex mus
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ LAYERS = ("url", "dns", "tcp", "tls", "auth", "database", "slots", "tables", "se
 BLAMES = ("user", "network", "provider", "server", "client")
 LIVE_LAYERS = frozenset({"dns", "tcp", "tls", "auth", "database", "slots", "tables"})
 RULE_KEYS = frozenset(
-    {"id", "layer", "blame", "title", "priority", "match", "cause", "fix", "docs", "examples", "not_examples"}
+    {"id", "layer", "blame", "title", "hint", "priority", "match", "cause", "fix", "docs", "examples", "not_examples"}
 )
 MATCH_KEYS = frozenset({"any", "sqlstate", "unless"})
 EXAMPLE_KEYS = frozenset({"text", "source"})
@@ -30,7 +31,7 @@ DEFAULT_PRIORITY = 50
 MIN_LITERAL = 3
 BUILTIN = "builtin"
 ENV_RULES = "NEONDOCTOR_RULES"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _SQLSTATE_CODE = re.compile(r"^[0-9A-Z]{5}$")
@@ -65,6 +66,7 @@ class Rule:
         "examples",
         "file",
         "fix",
+        "hint",
         "id",
         "layer",
         "literals",
@@ -81,6 +83,7 @@ class Rule:
         self.layer: str = data["layer"]
         self.blame: str = data["blame"]
         self.title: str = data["title"]
+        self.hint: str | None = data.get("hint")
         self.priority: int = data["priority"]
         self.any: list[str] = data["any"]
         self.unless: list[str] = data["unless"]
@@ -113,6 +116,7 @@ class Rule:
             "layer": self.layer,
             "blame": self.blame,
             "title": self.title,
+            **({"hint": self.hint} if self.hint else {}),
             "priority": self.priority,
             "match": match,
             "cause": self.cause,
@@ -348,6 +352,10 @@ def parse_rule(raw: Any, file: str, origin: str, index: int = 0) -> tuple[Rule |
         problem("'docs' must be a list of links")
         docs = []
     any_patterns, unless, sqlstates, literals = _parse_match(raw.get("match"), problem)
+    hint = raw.get("hint")
+    if hint is not None and not _valid_hint(hint, any_patterns):
+        problem("'hint' must be one line whose {placeholders} are named groups of match.any")
+        hint = None
     examples = _parse_examples(raw, "examples", problem)
     not_examples = _parse_examples(raw, "not_examples", problem)
     if "examples" not in raw or (isinstance(raw.get("examples"), list) and not raw["examples"]):
@@ -360,6 +368,7 @@ def parse_rule(raw: Any, file: str, origin: str, index: int = 0) -> tuple[Rule |
             "layer": raw["layer"] if isinstance(raw.get("layer"), str) else "",
             "blame": raw["blame"] if isinstance(raw.get("blame"), str) else "",
             "title": raw["title"].strip(),
+            "hint": " ".join(hint.split()) if hint else None,
             "priority": priority,
             "any": any_patterns,
             "unless": unless,
@@ -615,3 +624,29 @@ def lint(ruleset: RuleSet) -> list[Problem]:
         word = "example" if result.kind == "example" else "not_example"
         problems.append(Problem(result.rule.file, result.rule.id, f"{word}[{result.index + 1}] {result.detail}"))
     return problems
+
+
+def _valid_hint(hint: Any, patterns: list[str]) -> bool:
+    import string
+
+    if not isinstance(hint, str) or not hint.strip():
+        return False
+    groups: set[str] = set()
+    for pattern in patterns:
+        with contextlib.suppress(re.error):
+            groups |= set(re.compile(pattern).groupindex)
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(hint) if name is not None}
+    except ValueError:
+        return False
+    return fields <= groups
+
+
+def format_hint(hint: str | None, captures: dict[str, str]) -> str | None:
+    """The rule's hint with the captured names filled in; None when a name was not captured."""
+    if not hint:
+        return None
+    try:
+        return hint.format_map(captures)
+    except (KeyError, IndexError, ValueError):
+        return None

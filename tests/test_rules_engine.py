@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import re
@@ -11,9 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from neondoctor import explain as explain_module
 from neondoctor import rules as rules_module
+from neondoctor.cli import cli
 from neondoctor.explain import explain_text, find_sqlstates, read_text_chunks, scan
 from neondoctor.rules import RulesError, lint, load_for_explain, load_rules, required_literals
 
@@ -121,8 +124,12 @@ def test_lint_reports_the_problem_with_file_and_rule_id(tmp_path: Path, case: st
 
 
 def test_clean_rules_have_no_problems(tmp_path: Path) -> None:
-    write(tmp_path / "user", "mine.yaml", rule(), rule(id="demo-other", match={"any": ["other failure"]},
-                                                        examples=[{"text": "other failure", "source": "t"}]))
+    write(
+        tmp_path / "user",
+        "mine.yaml",
+        rule(),
+        rule(id="demo-other", match={"any": ["other failure"]}, examples=[{"text": "other failure", "source": "t"}]),
+    )
     assert problems_in(tmp_path / "user") == []
 
 
@@ -422,12 +429,12 @@ def test_a_retry_storm_in_a_big_log_is_read_a_few_times_not_every_time(monkeypat
 
 LOG = (
     "2026-03-02T10:41:07.001Z web-1  | started\n"
-    "web-1  | psql: error: connection to server at \"db\" (::1), port 5432 failed: Network is unreachable\n"
+    'web-1  | psql: error: connection to server at "db" (::1), port 5432 failed: Network is unreachable\n'
     "web-1  | \tIs the server running on that host and accepting TCP/IP connections?\n"
-    "web-1  | connection to server at \"db\" (172.18.0.2), port 5432 failed: Connection refused\n"
+    'web-1  | connection to server at "db" (172.18.0.2), port 5432 failed: Connection refused\n'
     "web-1  | \tIs the server running on that host and accepting TCP/IP connections?\n"
     + "".join(f"web-1  | GET /item/{n} 200\n" for n in range(40))
-    + "db-1  | 2026-03-02 10:41:07.311 UTC [68] FATAL:  password authentication failed for user \"app\"\n"
+    + 'db-1  | 2026-03-02 10:41:07.311 UTC [68] FATAL:  password authentication failed for user "app"\n'
     + "db-1  | 2026-03-02 10:41:07.311 UTC [68] DETAIL:  Connection matched pg_hba.conf line 99\n"
     + "".join(f"web-1  | GET /item/{n} 200\n" for n in range(40))
     + "web-1  | Caused by: java.io.IOException: something broke\n"
@@ -479,7 +486,7 @@ def test_crlf_and_lone_cr_end_lines_whatever_the_reads(chunk_size: int) -> None:
 def test_binary_garbage_ansi_crlf_nul_and_utf16_are_read() -> None:
     rng = random.Random(5)
     garbage = bytes(rng.randrange(256) for _ in range(50_000)).replace(b"\n", b"")
-    data = garbage + b"\n\x1b[31mFATAL:  pass\x00word authentication failed for user \"a\"\x1b[0m\r\n" + garbage
+    data = garbage + b'\n\x1b[31mFATAL:  pass\x00word authentication failed for user "a"\x1b[0m\r\n' + garbage
     result = explain_module.explain_stream(io.BytesIO(data), load_rules())
     assert [m["id"] for m in result.matches] == ["auth-password-failed"]
     assert result.matches[0]["excerpt"] == 'FATAL:  password authentication failed for user "a"'
@@ -492,7 +499,7 @@ def test_binary_garbage_ansi_crlf_nul_and_utf16_are_read() -> None:
 def test_json_log_lines_are_unescaped_into_their_attempts() -> None:
     line = (
         '{"level":"error","msg":"connection to server at \\"db\\" (::1), port 5432 failed: Network is unreachable'
-        '\\n\\tIs the server running on that host and accepting TCP/IP connections?\\nconnection to server at '
+        "\\n\\tIs the server running on that host and accepting TCP/IP connections?\\nconnection to server at "
         '\\"db\\" (10.1.1.1), port 5432 failed: FATAL:  password authentication failed for user \\"app\\"\\n"}'
     )
     matches = explain_text(line, load_rules()).matches
@@ -524,3 +531,47 @@ def test_a_password_seen_in_the_input_is_hidden_wherever_it_appears() -> None:
     matches = explain_text(text, load_rules()).matches
     assert {m["id"] for m in matches} == {"auth-password-failed", "tcp-connection-refused"}
     assert "Sup3rS3cret" not in repr(matches)
+
+
+def test_hint_is_filled_from_captures_and_checked_by_lint(tmp_path: Path) -> None:
+    from neondoctor.rules import format_hint
+
+    (tmp_path / "hints.yaml").write_text(
+        """rules:
+  - id: hinted
+    layer: auth
+    blame: user
+    title: Hinted
+    hint: "no role '{user}'"
+    match:
+      any: ['role "(?P<user>[^"]+)" is gone']
+    cause: c
+    fix: [f]
+    examples:
+      - text: 'FATAL:  role "ghost" is gone'
+        source: fixture
+  - id: bad-hint
+    layer: auth
+    blame: user
+    title: Bad hint
+    hint: "{nosuchgroup}"
+    match:
+      any: ['bad hint here']
+    cause: c
+    fix: [f]
+    examples:
+      - text: 'bad hint here'
+        source: fixture
+"""
+    )
+    result = CliRunner().invoke(cli, ["rules", "--rules", str(tmp_path), "lint"])
+    assert result.exit_code == 1
+    assert "bad-hint" in result.stdout and "'hint'" in result.stdout
+    explained = CliRunner().invoke(
+        cli,
+        ["explain", "--json", "--rules", str(tmp_path), 'FATAL:  role "ghost" is gone'],
+        env={"NEONDOCTOR_NO_CACHE": "1"},
+    )
+    match = json.loads(explained.stdout)["matches"][0]
+    assert match["id"] == "hinted" and match["hint"] == "no role 'ghost'"
+    assert format_hint("{user}", {}) is None

@@ -89,11 +89,8 @@ def _failure(ctx: CheckContext, raw: str, sqlstate: str | None, elapsed_ms: floa
     matches = explain_failure(text, ctx.options.rules_dirs)
     summary = server_message(text)
     top = matches[0] if matches else {}
-    if top.get("id") == "auth-password-failed":
-        summary += (
-            f" (a wrong password, or no role {ctx.target.user!r} at all: "
-            "PostgreSQL says the same for both under scram-sha-256)"
-        )
+    if top.get("hint"):
+        summary += f" ({top['hint']})"
     elif top.get("layer") == "slots":
         summary += " (no connection slot left for this role: a slots problem)"
     details: dict[str, Any] = {"error": text, "elapsed_ms": round(elapsed_ms, 1)}

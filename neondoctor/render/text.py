@@ -225,6 +225,8 @@ def _explain_match(match: dict[str, Any], number: int | None, style: Style) -> l
         lines.append(f"{indent}  {style('│', dim=True)} {style(row, 'warning')}")
     if len(excerpt) > EXCERPT_LINES:
         lines.append(f"{indent}  {style('│', dim=True)} {style('…', dim=True)}")
+    if match.get("hint"):
+        lines.extend(_wrapped(style("Note:", bold=True) + " ", match["hint"], indent, len("Note: ")))
     lines.extend(_wrapped(style("Cause:", bold=True) + " ", match["cause"], indent, len("Cause: ")))
     fixes = match.get("fix") or []
     if fixes:
