@@ -263,7 +263,12 @@ def _what_works(results: list[ProbeResult]) -> str:
     tables = by_name.get("tables")
     if tables is not None and tables.status is Status.PASS:
         expected = tables.details.get("expected")
-        parts.append(f"all {len(expected)} expected tables readable" if expected else "tables present")
+        if not expected:
+            parts.append("tables present")
+        elif len(expected) == 1:
+            parts.append("the expected table is readable")
+        else:
+            parts.append(f"all {len(expected)} expected tables readable")
     if not parts:
         parts.append(", ".join(by_name) + " passed" if by_name else "nothing ran")
     skipped = [r.name for r in results if r.status is Status.SKIP]

@@ -213,8 +213,12 @@ def _expected(ctx: CheckContext, expected: list[TableName]) -> ProbeResult:
     details: dict[str, Any] = {"search_path": search_path, "expected": report}
     if not missing and not unreadable:
         found = ", ".join(entry["found"] for entry in report)
-        return ProbeResult(name, Status.PASS, f"all {len(report)} expected present and readable: {found}",
-                           details=details)
+        summary = (
+            f"{found} is present and readable"
+            if len(report) == 1
+            else f"all {len(report)} expected tables are present and readable: {found}"
+        )
+        return ProbeResult(name, Status.PASS, summary, details=details)
     hints = _hints(ctx, missing, search_path) if missing else {}
     for entry, table in zip(report, expected, strict=True):
         if table.written in hints:
