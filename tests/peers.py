@@ -30,18 +30,11 @@ _POLL = 0.1
 NEON_CERT_NAMES = ("*.us-east-2.aws.neon.tech", "*.c-2.us-east-2.aws.neon.tech", "*.neon.invalid")
 
 
-class _StreamPeer:
-    """A loopback TCP listener that hands each connection to ``handle`` in its own thread."""
+class _HostPort:
+    """Unpacks as ``host, port``, so a peer reads like the address it stands for."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = 0
-        self.accepted = 0
-        self._stop = threading.Event()
-        self._listener: socket.socket | None = None
-        self._threads: list[threading.Thread] = []
-        self._clients: list[socket.socket] = []
-        self._lock = threading.Lock()
+    host: str
+    port: int
 
     @property
     def address(self) -> tuple[str, int]:
@@ -55,6 +48,20 @@ class _StreamPeer:
 
     def __len__(self) -> int:
         return 2
+
+
+class _StreamPeer(_HostPort):
+    """A loopback TCP listener that hands each connection to ``handle`` in its own thread."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = 0
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._listener: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._clients: list[socket.socket] = []
+        self._lock = threading.Lock()
 
     def start(self) -> _StreamPeer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -165,7 +172,7 @@ class GarbagePeer(_StreamPeer):
             conn.sendall(self.payload)
 
 
-class ClosedPort:
+class ClosedPort(_HostPort):
     """A loopback port with nothing listening: connecting gets 'connection refused'.
 
     The port stays bound (not listening) until exit, so nothing else can take it meanwhile.
@@ -175,19 +182,6 @@ class ClosedPort:
         self.host = host
         self.port = 0
         self._sock: socket.socket | None = None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.address)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.address[index]
-
-    def __len__(self) -> int:
-        return 2
 
     def start(self) -> ClosedPort:
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
