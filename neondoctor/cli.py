@@ -393,21 +393,10 @@ def rules_lint_command(ctx: click.Context, rules_dirs: tuple[str, ...]) -> None:
 def rules_test_command(ctx: click.Context, rules_dirs: tuple[str, ...]) -> None:
     """Run every example and not_example; a table per rule. Exit 1 on a miss or a false hit."""
     from neondoctor.render import text as text_render
-    from neondoctor.rules import run_examples
+    from neondoctor.rules import tally_examples
 
-    ruleset = _load_rules(ctx, rules_dirs)
-    rows = {rule.id: {"id": rule.id, "matched": 0, "missed": 0, "false_hits": 0} for rule in ruleset}
-    failures: list[str] = []
-    for result in run_examples(ruleset):
-        row = rows[result.rule.id]
-        if result.kind == "example":
-            row["matched" if result.ok else "missed"] += 1
-        elif not result.ok:
-            row["false_hits"] += 1
-        if not result.ok:
-            text = " ".join(result.text.split())
-            failures.append(f"{result.rule.id} {result.kind}[{result.index + 1}] {result.detail}: {text[:160]}")
-    click.echo(text_render.render_rules_test(list(rows.values()), failures, color=use_color()))
+    rows, failures = tally_examples(_load_rules(ctx, rules_dirs))
+    click.echo(text_render.render_rules_test(rows, failures, color=use_color()))
     ctx.exit(ExitCode.FINDINGS if failures else ExitCode.OK)
 
 

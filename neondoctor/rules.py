@@ -650,3 +650,19 @@ def format_hint(hint: str | None, captures: dict[str, str]) -> str | None:
         return hint.format_map(captures)
     except (KeyError, IndexError, ValueError):
         return None
+
+
+def tally_examples(ruleset: RuleSet) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per rule: examples matched first, missed, and not_examples matched by mistake; plus one line per failure."""
+    rows = {rule.id: {"id": rule.id, "matched": 0, "missed": 0, "false_hits": 0} for rule in ruleset}
+    failures: list[str] = []
+    for result in run_examples(ruleset):
+        row = rows[result.rule.id]
+        if result.kind == "example":
+            row["matched" if result.ok else "missed"] += 1
+        elif not result.ok:
+            row["false_hits"] += 1
+        if not result.ok:
+            text = " ".join(result.text.split())
+            failures.append(f"{result.rule.id} {result.kind}[{result.index + 1}] {result.detail}: {text[:160]}")
+    return list(rows.values()), failures
