@@ -42,23 +42,20 @@ def test_non_editable_install_ships_the_rules_and_runs_from_any_directory(tmp_pa
         env=env,
     )
     assert probe.stdout.startswith(str(target))
-    version = subprocess.run(
-        [sys.executable, "-m", "neondoctor", "--version"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=elsewhere,
-        env=env,
-    )
+
+    def neondoctor(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "neondoctor", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=elsewhere,
+            env=env,
+        )
+
+    version = neondoctor("--version")
     assert version.returncode == 0, version.stderr
-    url = subprocess.run(
-        [sys.executable, "-m", "neondoctor", "url", "postgresql://a@localhost/db"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=elsewhere,
-        env=env,
-    )
+    url = neondoctor("url", "postgresql://a@localhost/db")
     assert url.returncode == 0, url.stderr
     yaml_files = sorted(p.name for p in (target / "neondoctor" / "_rules").glob("*.yaml"))
     assert yaml_files == sorted(p.name for p in (ROOT / "rules").glob("*.yaml"))

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from peers import NODATA, NXDOMAIN, SERVFAIL, SILENT, Nameserver
 from pgcluster import PgCluster
+from probekit import rule_ids
 
 from neondoctor.cli import cli
 from neondoctor.probes import dns as dns_probe
@@ -72,10 +73,6 @@ def resolve() -> Resolve:
         return dns_probe.run(ctx), ctx
 
     return run
-
-
-def rule_ids(result: ProbeResult) -> list[str]:
-    return [m["id"] for m in result.matches]
 
 
 def test_nxdomain_from_the_nameserver_is_dns_host_not_found(resolve: Resolve, dns_server: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from pgcluster import PgCluster, ipv6_loopback_works
+from probekit import rule_ids
 
 from neondoctor.cli import cli
 from neondoctor.probes import dns as dns_probe
@@ -34,10 +35,6 @@ def run_tcp(url: str, addresses: list[Address] | None = None, **options: Any) ->
         kept = ctx.facts.pop("tcp_socket", None)
         if kept is not None:
             kept.close()
-
-
-def rule_ids(result: ProbeResult) -> list[str]:
-    return [m["id"] for m in result.matches]
 
 
 @pytest.fixture

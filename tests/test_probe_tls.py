@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from peers import NeonPresets
 from pgcluster import WRONG_NAME, PgCluster
+from probekit import rule_ids
 
 from neondoctor.cli import cli
 from neondoctor.probes import dns as dns_probe
@@ -52,10 +53,6 @@ def chain(url: str, **options: Any) -> tuple[ProbeResult, CheckContext]:
         leftover = ctx.facts.pop("tcp_socket", None)
         if leftover is not None:
             leftover.close()
-
-
-def rule_ids(result: ProbeResult) -> list[str]:
-    return [m["id"] for m in result.matches]
 
 
 def settled_log(cluster: PgCluster, mark: int) -> str:
