@@ -98,7 +98,7 @@ def test_healthy_check_with_verify_full_passes_every_probe(pg: PgCluster) -> Non
     assert verdict == {**verdict, "status": "pass", "failed_probe": None}
     auth = as_json.probe("auth")["details"]
     assert auth["user"] == "alice" and auth["database"] == "app" and auth["tls"] is True
-    assert auth["server_version"].startswith("15.")
+    assert auth["server_version"].split(".")[0] == str(pg.version // 10000)
     lines = as_text.stdout.splitlines()
     for name in PROBE_ORDER:
         assert any(line.startswith(f"[✓] {name}") for line in lines), as_text.stdout
