@@ -132,8 +132,8 @@ def find_bindirs() -> tuple[Path, ...]:
     """Every server the real-database tests run against, one per major version, the OS's first.
 
     The first is :func:`find_bindir`; then ``NEONDOCTOR_PG_EXTRA_BINDIRS`` (``:``-separated) if set
-    (only that when ``NEONDOCTOR_PG_BINDIR`` forces the first), else every ``*/bin`` under /opt/neondoctor-pg and ~/.cache/neondoctor-pg (where
-    ``.ci/install-postgres-npm`` puts the newest release).
+    (only that when ``NEONDOCTOR_PG_BINDIR`` forces the first), else every ``*/bin`` under
+    /opt/neondoctor-pg and ~/.cache/neondoctor-pg (where ``.ci/install-postgres-npm`` puts the newest).
     """
     first = find_bindir()
     if first is None:

@@ -263,6 +263,48 @@ def test_too_many_clients_when_every_slot_is_taken(slots_pg: PgCluster, hold: Ca
     assert "slots problem" in as_json.report["verdict"]["summary"]
 
 
+LIMITS_SQL = (
+    "ALTER ROLE bob CONNECTION LIMIT 2",
+    "CREATE DATABASE tiny OWNER alice CONNECTION LIMIT 1",
+)
+"""bob may hold 2 connections in all; database tiny takes 1 connection at a time."""
+
+
+@pytest.fixture
+def limits_pg(pg_factory: Callable[..., PgCluster]) -> Iterator[PgCluster]:
+    cluster = pg_factory(ssl="ca", setup_sql=LIMITS_SQL)
+    _wait_for_no_clients(cluster)
+    yield cluster
+    _wait_for_no_clients(cluster)
+
+
+def test_slots_name_the_role_connection_limit_when_it_binds(limits_pg: PgCluster) -> None:
+    run = check(limits_pg.url("bob", sslmode="require"), "--json", secret=limits_pg.passwords["bob"])
+    assert run.code == 0, run.stdout
+    details = run.probe("slots")["details"]
+    assert details["rolconnlimit"] == 2 and details["limited_by"] == "rolconnlimit of bob"
+    assert (details["usable"], details["left"]) == (2, 1)
+
+
+def test_slots_fail_at_the_role_limit_with_its_own_rule(limits_pg: PgCluster) -> None:
+    held = psycopg.connect(**limits_pg.conninfo("bob", sslmode="require"), connect_timeout=5)
+    try:
+        as_json, as_text = check_both(limits_pg.url("bob", sslmode="require"), secret=limits_pg.passwords["bob"])
+    finally:
+        held.close()
+    failed = assert_failed_at(as_json, "slots", {"slots-role-connection-limit"})
+    assert "no connection slot left for bob: rolconnlimit of bob reached" in failed["summary"]
+    assert "raise the limit (rolconnlimit of bob)" in failed["next_step"]
+    assert "rolconnlimit of bob" in as_text.stdout
+
+
+def test_slots_fail_at_the_database_limit_with_its_own_rule(limits_pg: PgCluster) -> None:
+    run = check(limits_pg.url(dbname="tiny", sslmode="require"), "--json")
+    failed = assert_failed_at(run, "slots", {"slots-database-connection-limit"})
+    assert failed["details"]["datconnlimit"] == 1 and failed["details"]["limited_by"] == "datconnlimit of tiny"
+    assert "no connection slot left for alice: datconnlimit of tiny reached" in failed["summary"]
+
+
 # --------------------------------------------------------------------------- tables
 
 
