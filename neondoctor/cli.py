@@ -83,7 +83,10 @@ class DoctorGroup(click.Group):
         except Exception:
             path = None
         if path is not None:
-            shown = path.name if path.parent == Path.cwd() else str(path)
+            try:
+                shown = path.name if path.parent == Path.cwd() else str(path)
+            except OSError:
+                shown = str(path)
             where = f"a crash log was written to {shown}; please attach it"
         else:
             where = "no crash log could be written; please report the command you ran"

@@ -32,7 +32,7 @@ def authored(text: Any) -> str:
     """A rule's own words: its `code spans` stay code spans, everything else is escaped like :func:`inline`."""
     flat = " ".join(str(text).split())
     pieces = re.split(r"((?<!`)`[^`]+`(?!`))", flat)
-    return "".join(piece if index % 2 else inline(piece) for index, piece in enumerate(pieces))
+    return "".join(piece if index % 2 else _MARKDOWN_SPECIAL.sub(r"\\\1", piece) for index, piece in enumerate(pieces))
 
 
 def fence(text: str, info: str = "text") -> str:
@@ -200,7 +200,7 @@ def _environment(environment: dict[str, Any], target: dict[str, Any]) -> str:
     lines.append(f"- connection string from: {inline(describe_source(environment.get('source', target['source'])))}")
     lines.append(f"- PG\\* variables set (names only): {names(environment.get('pg_variables') or [])}")
     lines.append(f"- proxy variables set (names only): {names(environment.get('proxy_variables') or [])}")
-    lines.append(f"- DATABASE\\_URL set: {'yes' if environment.get('database_url_set') else 'no'}")
+    lines.append(f"- DATABASE_URL set: {'yes' if environment.get('database_url_set') else 'no'}")
     cert = environment.get("sslrootcert") or {}
     if cert.get("setting") == "system":
         lines.append("- sslrootcert: system (the OS certificate store)")
