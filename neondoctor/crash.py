@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import os
 import platform
+import re
 import sys
 import tempfile
 import traceback
@@ -38,8 +39,9 @@ def crash_redactor(argv: Sequence[str], environ: Mapping[str, str] | None = None
     """Hide every remembered secret plus those found in argv and the environment."""
     environ = os.environ if environ is None else environ
     redactors = [*_SEEN, Redactor([environ.get("PGPASSWORD")])]
-    candidates = [arg for arg in argv if "://" in arg or "=" in arg]
-    candidates += [value for name, value in environ.items() if value and "://" in value and name.endswith("URL")]
+    texts = [*argv, *(value for name, value in environ.items() if value and name.endswith("URL"))]
+    candidates = [text for text in texts if "://" in text or "=" in text]
+    candidates += [url for text in texts for url in re.findall(r"\b[a-z][a-z0-9+.\-]*://\S+", text, re.IGNORECASE)]
     for text in candidates:
         with contextlib.suppress(Exception):
             from neondoctor.target import parse_target
@@ -132,8 +134,6 @@ def write_crash_log(
 
 
 def _fence(text: str) -> str:
-    import re
-
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     marks = "`" * max(3, longest + 1)
     return f"{marks}\n{text.rstrip()}\n{marks}"
