@@ -181,3 +181,19 @@ def test_failing_check_ends_with_the_report_command_and_never_the_password(tmp_p
     assert as_json.stderr == ""
 
 
+
+
+def test_placeholders_replace_whole_names_only() -> None:
+    from neondoctor.report import name_replacer
+
+    replace = name_replacer({"postgres": "<user>", "db.example.invalid": "<host-1>", "db": "<host-2>"})
+    assert replace("postgresql://postgres:****@db.example.invalid/postgres") == (
+        "postgresql://<user>:****@<host-1>/<user>"
+    )
+    said = 'PostgreSQL 15: role "postgres" on DB.EXAMPLE.INVALID.'
+    assert replace(said) == 'PostgreSQL 15: role "<user>" on <host-1>.'
+    assert replace("a db.example.invalid2 host, not db.example.invalid.more") == (
+        "a db.example.invalid2 host, not db.example.invalid.more"
+    )
+    assert replace("the db is down; host=db port 5432") == "the db is down; host=<host-2> port 5432"
+    assert replace("db") == "<host-2>"
