@@ -45,11 +45,11 @@ class DoctorGroup(click.Group):
     """
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> NoReturn:  # type: ignore[override]
-        from neondoctor import crash
-
         extra.pop("standalone_mode", None)
         argv = [str(arg) for arg in (sys.argv[1:] if args is None else args)]
-        crash.forget()
+        crash = sys.modules.get("neondoctor.crash")  # imported by commands that load a target; explain stays light
+        if crash is not None:
+            crash.forget()
         try:
             code = super().main(argv, prog_name or "neondoctor", standalone_mode=False, **extra)
         except click.exceptions.Abort:
