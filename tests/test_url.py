@@ -360,7 +360,8 @@ def _run(args: list[str], env: dict[str, str | None], cwd: Path) -> tuple[int, d
         result = runner.invoke(cli, ["url", "--json", *args], env={**base, **env})
     finally:
         os.chdir(old)
-    return result.exit_code, (json.loads(result.stdout) if result.stdout.strip() else {"stderr": result.stderr})
+    report = json.loads(result.stdout) if result.stdout.strip() else {}
+    return result.exit_code, {**report, "stderr": result.stderr} if "error" in report or not report else report
 
 
 def test_argument_wins(tmp_path: Path) -> None:
