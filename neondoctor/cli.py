@@ -166,6 +166,17 @@ def _nameserver(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value.strip()
 
 
+def _probe_names(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    from neondoctor.probes import PROBES
+
+    valid = [p.name for p in PROBES]
+    names = tuple(name.strip() for group in value for name in group.split(",") if name.strip())
+    unknown = [name for name in names if name not in valid]
+    if unknown:
+        usage_problem(f"{param.opts[0]}: unknown probe {unknown[0]!r}; valid probes: {', '.join(valid)}")
+    return names
+
+
 @cli.command("check")
 @click.argument("url", required=False)
 @target_options
@@ -182,7 +193,14 @@ def _nameserver(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--rules", "rules_dirs", multiple=True, metavar="DIR",
               type=click.Path(exists=True, file_okay=False, dir_okay=True),
               help="Also load the rules in this folder (repeatable).")
+@click.option("--only", "only", multiple=True, metavar="PROBE[,PROBE]", callback=_probe_names,
+              help="Run only these probes (plus url and what they need: dns for tcp/tls, auth for slots/tables).")
+@click.option("--skip", "skip", multiple=True, metavar="PROBE[,PROBE]", callback=_probe_names,
+              help="Do not run these probes; a probe that needs one of them shows as skipped.")
+@click.option("--retries", type=click.IntRange(0, 10), default=0, show_default=True, metavar="N",
+              help="Retry a first connect that failed on a transient error (a Neon compute waking up).")
 @click.option("--json", "as_json", is_flag=True, help="Print the check --json contract.")
+@click.option("-q", "--quiet", is_flag=True, help="Print the verdict line alone.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every probe's details.")
 @click.pass_context
 def check_command(
@@ -196,14 +214,18 @@ def check_command(
     expect_table: tuple[str, ...],
     expect_tables: tuple[str, ...],
     rules_dirs: tuple[str, ...],
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    retries: int,
     as_json: bool,
+    quiet: bool,
     verbose: bool,
 ) -> None:
     """Run the checklist against the server: url → dns → tcp → tls → auth → slots → tables.
 
     It stops at the first broken layer, names it, and says what to do next. It only reads: one
-    connection, SELECT and SHOW. Exit 0 when every probe passed (warnings allowed), 1 when one
-    failed, 2 on bad usage.
+    connection, SELECT and SHOW. Each line appears as its step ends. Exit 0 when every probe passed
+    (warnings allowed), 1 when one failed, 2 on bad usage, 130 on Ctrl-C (what finished is printed).
     """
     from neondoctor.checklist import run_check
     from neondoctor.probes.base import CheckOptions
@@ -224,14 +246,42 @@ def check_command(
         nameserver=nameserver,
         expect_tables=tables,
         rules_dirs=list(rules_dirs),
+        only=list(only),
+        skip=list(skip),
+        retries=retries,
     )
-    report = run_check(target, options)
-    if as_json:
-        output = json_render.render_check(report.to_json())
+    if as_json or quiet:
+        report = run_check(target, options)
+        data = report.to_json()
+        if as_json:
+            output = json_render.render_check(data)
+        elif report.interrupted:
+            output = text_render.render_interrupted(report.interrupted, color=use_color())
+        else:
+            output = text_render.render_verdict(data["verdict"], color=use_color())
+        click.echo(target.redactor.known(output))
+        ctx.exit(report.exit_code)
+    from neondoctor.probes import PROBES
+    from neondoctor.render.live import LiveCheck
+
+    live = LiveCheck(
+        sys.stdout,
+        width=text_render.probe_width(p.name for p in PROBES),
+        color=use_color(),
+        verbose=verbose,
+        spinner=bool(getattr(sys.stdout, "isatty", lambda: False)()),
+        scrub=target.redactor.known,
+    )
+    live.header(target.to_json())
+    try:
+        report = run_check(target, options, on_probe_start=live.on_probe_start, on_probe_done=live.on_probe_done)
+    finally:
+        live.stop()
+    if report.interrupted:
+        live.finish(text_render.render_interrupted(report.interrupted, color=use_color()))
     else:
-        output = text_render.render_check(report.to_json(), color=use_color(), verbose=verbose)
-    click.echo(target.redactor.known(output))
-    ctx.exit(ExitCode.FINDINGS if report.failed else ExitCode.OK)
+        live.finish(text_render.render_verdict(report.to_json()["verdict"], color=use_color()))
+    ctx.exit(report.exit_code)
 
 
 def rules_option(func: F) -> F:

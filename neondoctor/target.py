@@ -43,6 +43,8 @@ DRIVER_PARAMS = {
     "prepareThreshold".lower(): "a JDBC-only option",
     "search_path": "not a libpq parameter; use options=-csearch_path%3D<schema>",
     "statement_timeout": "not a libpq parameter; use options=-cstatement_timeout%3D<ms>",
+    "endpoint": "Neon's endpoint id given as a plain parameter; libpq has no such parameter: Neon reads it from "
+    "options=endpoint%3D<id>",
 }
 PARAM_MEANINGS = {
     "sslmode": "how hard libpq insists on TLS and on checking the server certificate",
@@ -661,6 +663,17 @@ def _password_findings(
     if not reserved:
         return
     encodings = ", ".join(f"'{c}' → {quote(c, safe='')}" for c in reserved)
+    if reserved == ["#"] and not literal_error and literal.get("password") == _unquote(raw):
+        findings.append(
+            Finding(
+                "url-password-hash",
+                Severity.WARNING,
+                "the password holds '#': libpq reads it as part of the password, but SQLAlchemy, node-postgres, "
+                "JDBC and most URL parsers cut the string there (the start of a URL fragment)",
+                f"Percent-encode it: {encodings}, so that every client reads the same password",
+            )
+        )
+        return
     if literal_error:
         reads = f"libpq cannot parse it at all ({literal_error})"
     else:
@@ -709,8 +722,8 @@ def _param_findings(
                 Finding(
                     "url-driver-parameter",
                     Severity.ERROR,
-                    f"'{key}' is {DRIVER_PARAMS.get(lowered, 'not a libpq parameter')}; libpq rejects the whole "
-                    f'string with: invalid URI query parameter: "{key}"',
+                    f"'{key}={value}' is {DRIVER_PARAMS.get(lowered, 'not a libpq parameter')}; libpq rejects the "
+                    f'whole string with: invalid URI query parameter: "{key}"',
                     "Remove it (the libpq-ready URL shown has it removed)"
                     + ("; add sslmode=require" if lowered == "ssl" and "sslmode" not in params else ""),
                 )
