@@ -228,7 +228,7 @@ def _neon_after(ctx: CheckContext, result: ProbeResult) -> None:
 
     if result.name == "dns":
         neon.neon_from_cname(ctx, result)
-    elif result.name == "auth" and result.status is Status.FAIL:
+    elif result.status is Status.FAIL:
         neon.endpoint_missing_fix(ctx, result)
     elif neon.wants_second_connect(ctx, result) and not ctx.expired():
         neon.second_connect(ctx, result)

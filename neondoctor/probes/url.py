@@ -57,8 +57,8 @@ def run(ctx: CheckContext) -> ProbeResult:
             next_step=_endpoint_fix(ctx, first) or first.fix,
             exact_next_step=True,
         )
-    if target.neon is not None:
-        ctx.facts["neon"] = target.neon
+    if target.neon is not None or sni.routed_by:
+        ctx.facts["neon"] = target.neon or True
         notes += _neon_notes(ctx, sni)
         if notes:
             details["notes"] = notes
@@ -162,10 +162,11 @@ def _neon_notes(ctx: CheckContext, sni: neon.Sni) -> list[str]:
     target = ctx.target
     host = target.host or ""
     notes = []
-    if sni.sent:
+    if sni.sent and target.neon is not None:
         notes.append(f"libpq {sni.libpq} sends SNI {sni.name}: Neon routes to endpoint {sni.endpoint_id}")
     elif sni.routed_by:
-        notes.append(f"no SNI ({sni.why_not}); Neon routes by the endpoint id in {sni.routed_by}")
+        why = f"no SNI: {sni.why_not}" if sni.why_not else f"the SNI {target.host} names no Neon endpoint"
+        notes.append(f"Neon routes by the endpoint id {sni.endpoint_id} in {sni.routed_by} ({why})")
     if target.neon is not None and target.neon.pooled:
         notes.append(neon.pooled_note(target.neon, host))
     return notes
