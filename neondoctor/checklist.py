@@ -99,19 +99,23 @@ def _ruleset(rules_dirs: tuple[str, ...]) -> Any:
 
 NEEDS: dict[str, tuple[str, ...]] = {"tcp": ("dns",), "tls": ("dns",), "slots": ("auth",), "tables": ("auth",)}
 """What a probe cannot run without: dns finds the addresses tcp and tls use; auth opens the session."""
+USES: dict[str, tuple[str, ...]] = {"auth": ("dns",)}
+"""What a probe uses when it ran (auth connects to the address dns found) but can do without (libpq resolves)."""
 
 def selected_probes(names: Sequence[str], options: CheckOptions) -> dict[str, str | None]:
     """Each probe name → None when it runs, or why it does not (``--only``, ``--skip``, a skipped need).
 
     ``--only`` runs the named probes plus url (the parse, no traffic) and what they need (dns for
-    tcp/tls, auth for slots/tables). ``--skip`` drops probes; one that needs a dropped probe shows
+    tcp/tls/auth, auth for slots/tables). ``--skip`` drops probes; one that needs a dropped probe shows
     ``skipped`` with the reason instead of guessing.
     """
     wanted = set(names)
     if options.only:
         wanted = {"url", *options.only}
         for name in options.only:
-            wanted |= set(NEEDS.get(name, ()))
+            wanted |= set(NEEDS.get(name, ())) | set(USES.get(name, ()))
+            for need in NEEDS.get(name, ()):
+                wanted |= set(USES.get(need, ()))
     wanted -= set(options.skip)
     why: dict[str, str | None] = {}
     for name in names:
@@ -189,6 +193,10 @@ def run_check(
         }
     else:
         verdict = redactor.obj(make_verdict(results, ctx, options))
+        if verdict["status"] == "pass" and any(selection.values()):
+            verdict["next_step"] = (
+                "Nothing failed in the probes that ran; run without --only/--skip to check the whole chain"
+            )
     report = CheckReport(target=target.to_json(), probes=results, verdict=verdict, facts=ctx.facts)
     report.interrupted = interrupted
     return report

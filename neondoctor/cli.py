@@ -194,7 +194,7 @@ def _probe_names(ctx: click.Context, param: click.Parameter, value: tuple[str, .
               type=click.Path(exists=True, file_okay=False, dir_okay=True),
               help="Also load the rules in this folder (repeatable).")
 @click.option("--only", "only", multiple=True, metavar="PROBE[,PROBE]", callback=_probe_names,
-              help="Run only these probes (plus url and what they need: dns for tcp/tls, auth for slots/tables).")
+              help="Run only these probes (plus url and what they need: dns, and auth for slots/tables).")
 @click.option("--skip", "skip", multiple=True, metavar="PROBE[,PROBE]", callback=_probe_names,
               help="Do not run these probes; a probe that needs one of them shows as skipped.")
 @click.option("--retries", type=click.IntRange(0, 10), default=0, show_default=True, metavar="N",

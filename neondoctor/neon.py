@@ -145,19 +145,23 @@ def with_endpoint_option(target: Target, endpoint_id: str) -> str:
     return build_url(params, password=MASK if target.password else None)
 
 
-def sni_fix(target: Target, endpoint_id: str | None) -> str:
-    """The exact fix for a Neon endpoint reached without SNI, for this string."""
+def sni_fix(target: Target, endpoint_id: str | None, why_not: str | None = None) -> str:
+    """The exact fix for a Neon endpoint reached without SNI, for this string, best move first."""
     ident = endpoint_id or "<endpoint-id>"
-    where = "" if endpoint_id else (
+    url = with_endpoint_option(target, ident).replace(quote(ident, safe=""), ident)
+    ask = "" if endpoint_id else (
         " (your endpoint id is the first part of the Neon host name, ep-…; the console shows it under "
         "Branches → Computes)"
     )
-    url = with_endpoint_option(target, ident)
-    return (
-        f"Add options=endpoint%3D{quote(ident, safe='')} to the string: {url}{where}; or put the id in front of the "
-        f"password as endpoint={ident};<password> (for clients that cannot send options); or, when the host "
-        "is the ep-… name, use a client with libpq ≥ 14, which sends SNI"
-    )
+    options = f"add options=endpoint%3D{ident} to the string: {url}{ask}"
+    password = f"or, for clients that cannot send options, write the password as endpoint={ident};<password>"
+    why = why_not or ""
+    if why.startswith("sslsni"):
+        return f"Remove sslsni=0 (Neon routes on SNI); or {options}; {password}"
+    if why.startswith("libpq"):
+        return f"Upgrade the client to libpq ≥ 14 (psycopg 3, psycopg2-binary ≥ 2.9), which sends SNI; or {options}; " \
+            f"{password}"
+    return f"{options[0].upper()}{options[1:]}; {password}"
 
 
 def pooled_note(neon: NeonHost, host: str) -> str:
@@ -273,7 +277,7 @@ def endpoint_missing_fix(ctx: CheckContext, result: ProbeResult) -> None:
         f"the host {target.host} is not the ep-… name, so the SNI names nothing Neon knows" if target.host else None
     )
     result.details["sni"] = info.to_json()
-    result.next_step = (f"No SNI reached Neon ({why}). " if why else "") + sni_fix(target, endpoint)
+    result.next_step = (f"No SNI reached Neon ({why}). " if why else "") + sni_fix(target, endpoint, info.why_not)
     result.exact_next_step = True
 
 

@@ -20,6 +20,7 @@ def test_only_runs_the_named_probes_plus_url_and_what_they_need(pg: PgCluster) -
     assert run.code == 0
     assert run.statuses() == {"url": "pass", "dns": "skip", "tcp": "skip", "tls": "skip", "auth": "pass",
                               "slots": "skip", "tables": "pass"}
+    assert run.probe("dns")["summary"].startswith("127.0.0.1 is an IP address")
     assert run.probe("tcp")["summary"] == "not selected (--only)"
 
 

@@ -181,7 +181,7 @@ def _neon_without_sni(ctx: CheckContext, sni: neon.Sni) -> Finding | None:
         Severity.WARNING,
         f"no TLS SNI will be sent ({sni.why_not}), so Neon's proxy cannot tell which endpoint you mean "
         "(Endpoint ID is not specified)",
-        neon.sni_fix(ctx.target, sni.endpoint_id),
+        neon.sni_fix(ctx.target, sni.endpoint_id, sni.why_not),
     )
 
 
