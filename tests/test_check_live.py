@@ -123,3 +123,11 @@ def test_a_finished_check_prints_each_probe_once(closed_port: Any, tty: bool) ->
     assert code == 1
     assert run.output.count("[✗] tcp") == 1
     assert ("waiting for" in run.output) is False or tty
+
+
+def test_json_on_a_terminal_has_no_spinner(closed_port: Any) -> None:
+    host, port = closed_port
+    run = Watched(f"postgresql://alice:pw-live-9@{host}:{port}/app", "--json", tty=True)
+    assert run.finish() == 1
+    assert "waiting for" not in run.output and "\x1b" not in run.output
+    assert json.loads(run.output.replace("\r\n", "\n"))["failed_probe"] == "tcp"

@@ -149,7 +149,10 @@ def render_probe(probe: dict[str, Any], width: int, *, color: bool = False, verb
         top = probe["matches"][0]
         if status == "fail" and probe.get("next_step") and probe["next_step"] not in (top.get("fix") or []):
             lines.append(f"{indent}{style('next:', bold=True)} {probe['next_step']}")
-        lines.extend(_match_lines(top, indent, style, full=status == "fail"))
+        match_lines = _match_lines(top, indent, style, full=status == "fail")
+        if top["title"] and top["title"] in probe["summary"]:
+            match_lines[0] = f"{indent}{style('[' + top['id'] + ']', dim=True)}"
+        lines.extend(match_lines)
         others = [m["id"] for m in probe["matches"][1:] if m.get("priority", 50) >= GENERIC_PRIORITY]
         if others and status == "fail":
             lines.append(f"{indent}{style('also possible: ' + ', '.join(others), dim=True)}")
