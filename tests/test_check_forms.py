@@ -3,11 +3,12 @@ noted, not failed; real mistakes in a string still stop the chain at url."""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import quote
 
 import pytest
 from pgcluster import ALICE_PASSWORD, PgCluster
-from test_check import PROBE_ORDER, check
+from test_check import LOG_COMPLAINTS, PROBE_ORDER, assert_no_secret, check
 
 PW = quote(ALICE_PASSWORD, safe="")
 
@@ -27,6 +28,20 @@ def test_the_tutorials_sqlalchemy_string_checks_through_to_all_good(pg: PgCluste
     as_json = check(url, "--json", env=env)
     assert as_json.report["failed_probe"] is None and as_json.report["exit_code"] == 0
     assert as_json.statuses()["auth"] == "pass" and as_json.statuses()["url"] == "pass"
+
+
+def test_the_tutorials_string_is_checked_politely(pg: PgCluster) -> None:
+    mark = pg.log_mark()
+    run = check(f"postgresql+psycopg2://alice:{PW}@127.0.0.1:{pg.port}/app?sslmode=require", "--json",
+                env={"PGSSLROOTCERT": str(pg.ca_path)})
+    assert run.code == 0, run.stdout
+    pg.wait_for_log(r"disconnection: .*user=alice", mark)
+    time.sleep(0.2)
+    log = pg.log_since(mark)
+    assert log.count("connection received") <= 2, log
+    for complaint in LOG_COMPLAINTS:
+        assert complaint not in log, log
+    assert_no_secret(log)
 
 
 @pytest.mark.parametrize(
