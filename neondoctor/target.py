@@ -571,6 +571,12 @@ def _libpq_url(scheme: str, intent: _Intent, *, jdbc: bool) -> tuple[str, dict[s
             kept.append((key, value))
         else:
             dropped[key] = value
+    if jdbc and dropped.get("ssl", "").lower() in ("", "true") and "ssl" in dropped and "sslmode" not in dict(kept):
+        # pgjdbc: ssl=true alone means verify-full against Java's trust store
+        # (https://jdbc.postgresql.org/documentation/ssl/#configuring-the-client).
+        kept.append(("sslmode", "verify-full"))
+        if "sslrootcert" not in dict(kept) and libpq_version_at_least(160000):
+            kept.append(("sslrootcert", "system"))
     query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in kept)
     path = "" if intent.path is None else "/" + intent.path
     base = "postgresql" if scheme in ("postgresql", "postgres") else scheme
@@ -598,6 +604,12 @@ def libpq_keywords() -> frozenset[str]:
 
         _KEYWORDS = frozenset(o.keyword.decode() for o in pq.Conninfo.get_defaults())
     return _KEYWORDS
+
+
+def libpq_version_at_least(number: int) -> bool:
+    from psycopg import pq
+
+    return pq.version() >= number
 
 
 def libpq_version() -> str:
@@ -709,6 +721,8 @@ def _param_findings(
             )
         elif form == "jdbc":
             hint = DRIVER_PARAMS.get(lowered, "not a libpq parameter")
+            if lowered == "ssl":
+                hint = "pgjdbc's TLS switch: alone it means sslmode=verify-full against Java's trust store"
             findings.append(
                 Finding(
                     "url-jdbc-parameter",

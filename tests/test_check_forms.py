@@ -99,3 +99,11 @@ def test_endpoint_as_a_plain_parameter_gets_the_options_form() -> None:
     step = run.report["verdict"]["next_step"]
     assert "options=endpoint%3Dep-cool-darkness-123456" in step
     assert "endpoint=ep-cool-darkness-123456;<password>" in step
+
+
+def test_jdbc_ssl_true_is_checked_as_pgjdbc_means_it(pg: PgCluster) -> None:
+    """pgjdbc's ssl=true alone is verify-full against the trust store: a private CA fails there, as in Java."""
+    run = check(f"jdbc:postgresql://127.0.0.1:{pg.port}/app?user=alice&password={PW}&ssl=true", "--json")
+    assert run.report["target"]["dsn"].endswith("?sslmode=verify-full&sslrootcert=system")
+    assert "pgjdbc's ssl=true is sslmode=verify-full" in notes(run)
+    assert run.report["failed_probe"] == "tls"

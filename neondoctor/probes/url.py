@@ -94,7 +94,10 @@ def _form_notes(target: Any) -> list[str]:
     if target.form == "jdbc":
         notes.append(
             "jdbc:postgresql:// is Java's JDBC form: the JDBC driver takes it; libpq, psql and Python drivers "
-            "reject it (checked here as the libpq-ready URL)"
+            "reject it (checked here as the libpq-ready URL"
+            + (", where pgjdbc's ssl=true is sslmode=verify-full)" if any(
+                f.id == "url-jdbc-parameter" and f.message.startswith("'ssl'") for f in target.findings)
+               and target.params.get("sslmode") == "verify-full" else ")")
         )
     prisma = [f.message.split("=", 1)[0].strip("'") for f in target.findings if f.id == "url-prisma-parameter"]
     if prisma:
