@@ -228,6 +228,12 @@ def _run_with_retries(probe: ModuleType, ctx: CheckContext) -> ProbeResult:
         if result.status is not Status.FAIL:
             tries = "retry" if len(failures) == 1 else "retries"
             result.summary += f" (after {len(failures)} {tries}; first: {failures[0]})"
+            result.status = Status.WARN
+            result.next_step = (
+                "An app that does not retry fails where this check's first attempt did: retry the first connect "
+                "with backoff (0.5 s, 1 s, 2 s …) and allow connect_timeout=10 for a waking compute"
+            )
+            result.exact_next_step = True
     return result
 
 
