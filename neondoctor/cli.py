@@ -222,6 +222,17 @@ def _nameserver(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value.strip()
 
 
+def _probe_names(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    from neondoctor.probes import PROBES
+
+    valid = [p.name for p in PROBES]
+    names = tuple(name.strip() for group in value for name in group.split(",") if name.strip())
+    unknown = [name for name in names if name not in valid]
+    if unknown:
+        usage_problem(f"{param.opts[0]}: unknown probe {unknown[0]!r}; valid probes: {', '.join(valid)}")
+    return names
+
+
 def check_options(func: F) -> F:
     """The checklist's options (check and report): deadlines, DNS server, expected tables, rule folders."""
     for option in reversed((
@@ -238,6 +249,12 @@ def check_options(func: F) -> F:
         click.option("--rules", "rules_dirs", multiple=True, metavar="DIR",
                      type=click.Path(exists=True, file_okay=False, dir_okay=True),
                      help="Also load the rules in this folder (repeatable)."),
+        click.option("--only", "only", multiple=True, metavar="PROBE[,PROBE]", callback=_probe_names,
+                     help="Run only these probes (plus url and what they need: dns, and auth for slots/tables)."),
+        click.option("--skip", "skip", multiple=True, metavar="PROBE[,PROBE]", callback=_probe_names,
+                     help="Do not run these probes; a probe that needs one of them shows as skipped."),
+        click.option("--retries", type=click.IntRange(0, 10), default=0, show_default=True, metavar="N",
+                     help="Retry a first connect that failed on a transient error (a Neon compute waking up)."),
     )):
         func = option(func)
     return func
@@ -268,6 +285,9 @@ def check_setup(
         nameserver=params["nameserver"],
         expect_tables=tables,
         rules_dirs=list(params["rules_dirs"]),
+        only=list(params.get("only") or ()),
+        skip=list(params.get("skip") or ()),
+        retries=params.get("retries") or 0,
     )
     return target, options
 
@@ -285,10 +305,12 @@ def report_hint(source: str, params: dict[str, Any]) -> str:
     for option, default in (("timeout", 5.0), ("total_timeout", 30.0)):
         if params.get(option) not in (None, default):
             words += ["--" + option.replace("_", "-"), f"{params[option]:g}"]
-    for option in ("expect_table", "expect_tables", "rules_dirs"):
+    for option in ("expect_table", "expect_tables", "rules_dirs", "only", "skip"):
         flag = "--rules" if option == "rules_dirs" else "--" + option.replace("_", "-")
         for value in params.get(option) or ():
             words += [flag, shlex.quote(value)]
+    if params.get("retries"):
+        words += ["--retries", str(params["retries"])]
     tail = " (URL: the connection string you just checked)" if source == "argument" else ""
     return f"To attach this to a support ticket: {' '.join(words)}{tail}"
 
@@ -298,6 +320,7 @@ def report_hint(source: str, params: dict[str, Any]) -> str:
 @target_options
 @check_options
 @click.option("--json", "as_json", is_flag=True, help="Print the check --json contract.")
+@click.option("-q", "--quiet", is_flag=True, help="Print the verdict line alone.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every probe's details.")
 @click.pass_context
 def check_command(
@@ -311,29 +334,58 @@ def check_command(
     expect_table: tuple[str, ...],
     expect_tables: tuple[str, ...],
     rules_dirs: tuple[str, ...],
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    retries: int,
     as_json: bool,
+    quiet: bool,
     verbose: bool,
 ) -> None:
     """Run the checklist against the server: url → dns → tcp → tls → auth → slots → tables.
 
     It stops at the first broken layer, names it, and says what to do next. It only reads: one
-    connection, SELECT and SHOW. Exit 0 when every probe passed (warnings allowed), 1 when one
-    failed, 2 on bad usage.
+    connection, SELECT and SHOW. Each line appears as its step ends. Exit 0 when every probe passed
+    (warnings allowed), 1 when one failed, 2 on bad usage, 130 on Ctrl-C (what finished is printed).
     """
     from neondoctor.checklist import run_check
     from neondoctor.render import json as json_render
     from neondoctor.render import text as text_render
 
     target, options = check_setup(url, env_file, env_var, ctx.params)
-    report = run_check(target, options)
-    if as_json:
-        output = json_render.render_check(report.to_json())
+    if as_json or quiet:
+        report = run_check(target, options)
+        data = report.to_json()
+        if as_json:
+            output = json_render.render_check(data)
+        elif report.interrupted:
+            output = text_render.render_interrupted(report.interrupted, color=use_color())
+        else:
+            output = text_render.render_verdict(data["verdict"], color=use_color())
+        click.echo(target.redactor.known(output))
+        ctx.exit(report.exit_code)
+    from neondoctor.probes import PROBES
+    from neondoctor.render.live import LiveCheck
+
+    live = LiveCheck(
+        sys.stdout,
+        width=text_render.probe_width(p.name for p in PROBES),
+        color=use_color(),
+        verbose=verbose,
+        spinner=bool(getattr(sys.stdout, "isatty", lambda: False)()),
+        scrub=target.redactor.known,
+    )
+    live.header(target.to_json())
+    try:
+        report = run_check(target, options, on_probe_start=live.on_probe_start, on_probe_done=live.on_probe_done)
+    finally:
+        live.stop()
+    if report.interrupted:
+        live.finish(text_render.render_interrupted(report.interrupted, color=use_color()))
     else:
-        output = text_render.render_check(report.to_json(), color=use_color(), verbose=verbose)
-    click.echo(target.redactor.known(output))
-    if report.failed and not as_json:
-        click.echo(report_hint(target.source, ctx.params), err=True)
-    ctx.exit(ExitCode.FINDINGS if report.failed else ExitCode.OK)
+        live.finish(text_render.render_verdict(report.to_json()["verdict"], color=use_color()))
+        if report.failed:
+            click.echo(report_hint(target.source, ctx.params), err=True)
+    ctx.exit(report.exit_code)
 
 
 @cli.command("report")
@@ -358,6 +410,9 @@ def report_command(
     expect_table: tuple[str, ...],
     expect_tables: tuple[str, ...],
     rules_dirs: tuple[str, ...],
+    only: tuple[str, ...],
+    skip: tuple[str, ...],
+    retries: int,
     output: str | None,
     fmt: str,
     redact_host: bool,

@@ -43,6 +43,8 @@ DRIVER_PARAMS = {
     "prepareThreshold".lower(): "a JDBC-only option",
     "search_path": "not a libpq parameter; use options=-csearch_path%3D<schema>",
     "statement_timeout": "not a libpq parameter; use options=-cstatement_timeout%3D<ms>",
+    "endpoint": "Neon's endpoint id given as a plain parameter; libpq has no such parameter: Neon reads it from "
+    "options=endpoint%3D<id>",
 }
 PARAM_MEANINGS = {
     "sslmode": "how hard libpq insists on TLS and on checking the server certificate",
@@ -569,6 +571,12 @@ def _libpq_url(scheme: str, intent: _Intent, *, jdbc: bool) -> tuple[str, dict[s
             kept.append((key, value))
         else:
             dropped[key] = value
+    if jdbc and dropped.get("ssl", "").lower() in ("", "true") and "ssl" in dropped and "sslmode" not in dict(kept):
+        # pgjdbc: ssl=true alone means verify-full against Java's trust store
+        # (https://jdbc.postgresql.org/documentation/ssl/#configuring-the-client).
+        kept.append(("sslmode", "verify-full"))
+        if "sslrootcert" not in dict(kept) and libpq_version_at_least(160000):
+            kept.append(("sslrootcert", "system"))
     query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in kept)
     path = "" if intent.path is None else "/" + intent.path
     base = "postgresql" if scheme in ("postgresql", "postgres") else scheme
@@ -596,6 +604,12 @@ def libpq_keywords() -> frozenset[str]:
 
         _KEYWORDS = frozenset(o.keyword.decode() for o in pq.Conninfo.get_defaults())
     return _KEYWORDS
+
+
+def libpq_version_at_least(number: int) -> bool:
+    from psycopg import pq
+
+    return pq.version() >= number
 
 
 def libpq_version() -> str:
@@ -661,6 +675,17 @@ def _password_findings(
     if not reserved:
         return
     encodings = ", ".join(f"'{c}' → {quote(c, safe='')}" for c in reserved)
+    if reserved == ["#"] and not literal_error and literal.get("password") == _unquote(raw):
+        findings.append(
+            Finding(
+                "url-password-hash",
+                Severity.WARNING,
+                "the password holds '#': libpq reads it as part of the password, but SQLAlchemy, node-postgres, "
+                "JDBC and most URL parsers cut the string there (the start of a URL fragment)",
+                f"Percent-encode it: {encodings}, so that every client reads the same password",
+            )
+        )
+        return
     if literal_error:
         reads = f"libpq cannot parse it at all ({literal_error})"
     else:
@@ -696,6 +721,8 @@ def _param_findings(
             )
         elif form == "jdbc":
             hint = DRIVER_PARAMS.get(lowered, "not a libpq parameter")
+            if lowered == "ssl":
+                hint = "pgjdbc's TLS switch: alone it means sslmode=verify-full against Java's trust store"
             findings.append(
                 Finding(
                     "url-jdbc-parameter",
@@ -709,8 +736,8 @@ def _param_findings(
                 Finding(
                     "url-driver-parameter",
                     Severity.ERROR,
-                    f"'{key}' is {DRIVER_PARAMS.get(lowered, 'not a libpq parameter')}; libpq rejects the whole "
-                    f'string with: invalid URI query parameter: "{key}"',
+                    f"'{key}={value}' is {DRIVER_PARAMS.get(lowered, 'not a libpq parameter')}; libpq rejects the "
+                    f'whole string with: invalid URI query parameter: "{key}"',
                     "Remove it (the libpq-ready URL shown has it removed)"
                     + ("; add sslmode=require" if lowered == "ssl" and "sslmode" not in params else ""),
                 )

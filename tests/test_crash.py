@@ -44,7 +44,9 @@ def test_a_bug_in_check_is_one_line_a_crash_log_and_exit_3(tmp_path: Path, monke
     monkeypatch.setattr(checklist, "run_check", boom)
     result = crash("check", URL, "--timeout", "2")
     assert result.exit_code == ExitCode.CRASH == 3
-    assert result.stdout == ""
+    header = "Checking postgresql://alice:****@127.0.0.1:1/app  (from the command line)"
+    assert result.stdout.splitlines()[:1] == [header]
+    assert "Traceback" not in result.stdout
     assert result.stderr.count("\n") == 1, result.stderr
     match = LINE.fullmatch(result.stderr.strip())
     assert match, result.stderr
