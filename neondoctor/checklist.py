@@ -112,8 +112,8 @@ def run_check(
         result.summary = redactor(result.summary)
         result.details = redactor.obj(result.details)
         result.matches = [redact_match(match, redactor) for match in result.matches]
-        result.next_step = redactor(result.next_step) if result.next_step else None
-    verdict = redactor.obj(make_verdict(results, ctx, options))
+        result.next_step = redactor.known(result.next_step) if result.next_step else None
+    verdict = redactor.obj(make_verdict(results, ctx, options), patterns=False)
     return CheckReport(target=target.to_json(), probes=results, verdict=verdict, facts=ctx.facts)
 
 

@@ -133,7 +133,7 @@ def url_command(ctx: click.Context, url: str | None, env_file: str | None, env_v
         output = json_render.render_url(report)
     else:
         output = text_render.render_url(report, color=use_color(), meanings=PARAM_MEANINGS)
-    click.echo(target.redactor.known(output))
+    click.echo(output)
     ctx.exit(ExitCode.FINDINGS if target.has_errors else ExitCode.OK)
 
 
@@ -230,7 +230,7 @@ def check_command(
         output = json_render.render_check(report.to_json())
     else:
         output = text_render.render_check(report.to_json(), color=use_color(), verbose=verbose)
-    click.echo(target.redactor.known(output))
+    click.echo(output)
     ctx.exit(ExitCode.FINDINGS if report.failed else ExitCode.OK)
 
 
