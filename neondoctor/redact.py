@@ -34,7 +34,7 @@ MIN_VALUE_CHARS = 6
 _USER = r"[^\s:/?#@'\"]*"
 _URL_USERINFO = re.compile(
     rf"(?P<head>\b[a-z][a-z0-9+.\-]*://{_USER}:)"
-    r"(?P<secret>(?:(?!://)[^\n]){0,200}?)"
+    r"(?P<secret>[^\n]{0,200}?)"
     r"(?P<tail>@)(?=[^@\s'\"<>]*(?:[\s'\"<>]|$))",
     re.IGNORECASE,
 )
@@ -47,6 +47,12 @@ _KEY_VALUE = re.compile(
 _NEON_ENDPOINT_PASSWORD = re.compile(
     r"(?P<head>\b(?:endpoint|project)=[A-Za-z0-9-]+[;$])(?P<secret>[^\s'\"@&]+)", re.IGNORECASE
 )
+_ENV_PASSWORD = re.compile(
+    r"(?P<head>(?:^[ \t]*|\bexport\s+|\benv\s+|\bset\s+)PGPASSWORD=)"
+    r"(?P<secret>(?:'[^'\n]*'|\"(?:[^\"\\\n]|\\.)*\"|\\.|[^\s'\"\\])+(?:[ \t]+[^\s=]+(?=[ \t]*$))*)",
+    re.MULTILINE,
+)
+"""PGPASSWORD as a shell or ``env`` line: a whole shell word (``'a'"'"'b'``), and at a line's end the rest of it."""
 _NEON_API_KEY = re.compile(r"\bnapi_[A-Za-z0-9]{16,}")
 _BEARER = re.compile(r"(?P<head>\bBearer\s+)[A-Za-z0-9._~+/=\-]{8,}", re.IGNORECASE)
 _FIND_MIN = 4
@@ -266,6 +272,7 @@ def redact_patterns(text: str) -> str:
     if not text:
         return text
     text = _URL_USERINFO.sub(_mask_userinfo, text)
+    text = _ENV_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
     text = _NEON_ENDPOINT_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
     text = _KEY_VALUE.sub(_mask_value, text)
     text = _NEON_API_KEY.sub("napi_" + MASK, text)
