@@ -84,10 +84,20 @@ def _connect_within(kwargs: dict[str, Any], seconds: float) -> Any:
 
 def _slow_start(ctx: CheckContext, seconds: float) -> ProbeResult:
     host, port = _peer(ctx)
+    if seconds < ctx.options.timeout and ctx.expired():
+        ctx.facts["abandoned"] = True
+        ctx.facts.setdefault("cap_hit_before", name)
+        return ProbeResult(
+            name,
+            Status.FAIL,
+            f"did not finish: timed out (overall cap {ctx.options.total_timeout:g} s)",
+            details={"total_timeout_s": ctx.options.total_timeout},
+            next_step=f"Rerun with a larger --total-timeout; {name} was still waiting when the cap was reached",
+        )
     return ProbeResult(
         name,
         Status.FAIL,
-        f"{host}:{port} accepted the connection but did not finish PostgreSQL's start-up within {seconds:g} s "
+        f"{host}:{port} accepted the connection but did not finish PostgreSQL's start-up within {seconds:.3g} s "
         "(it answers very slowly, or not at all)",
         details={"timeout_s": round(seconds, 2), "layer": "auth"},
         next_step="Retry once with a larger --timeout (a Neon compute waking up takes a few seconds); if it stays "
