@@ -113,3 +113,39 @@ def test_a_trickling_peer_does_not_hold_auth_past_the_step_timeout(
     assert f"did not finish PostgreSQL's start-up within {timeout:g} s" in auth["summary"]
     assert "larger --timeout" in report["verdict"]["next_step"]
     assert elapsed < timeout + 1.5
+
+
+# Real texts: psycopg 3.3.9 with libpq 18.6 against the scripted peer in tests/peers.py (this lab).
+_PREFIX = 'connection failed: connection to server at "127.0.0.1", port 34639 failed: '
+
+
+@pytest.mark.parametrize(
+    ("libpq_text", "words"),
+    [
+        ("received invalid response to SSL negotiation: H", "'H' in answer to the SSL request"),
+        ("expected authentication request from server, but received H", "a web server?"),
+        ('lost synchronization with server: got message type "S", length 2147483632', "bogus length (2,147,483,632"),
+        ("authentication method 99 not supported", "type 99"),
+        ("", "error message libpq could not read"),
+    ],
+)
+def test_libpq_words_for_a_broken_protocol_name_what_the_peer_did(libpq_text: str, words: str) -> None:
+    from neondoctor.probes.auth import protocol_violation
+
+    seen = protocol_violation(_PREFIX + libpq_text)
+    assert seen is not None and words in seen
+
+
+@pytest.mark.parametrize(
+    "libpq_text",
+    [
+        'FATAL:  password authentication failed for user "alice"',
+        "SSL error: unexpected eof while reading",
+        "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally",
+        "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?",
+    ],
+)
+def test_what_real_servers_say_is_not_called_a_protocol_violation(libpq_text: str) -> None:
+    from neondoctor.probes.auth import protocol_violation
+
+    assert protocol_violation(_PREFIX + libpq_text) is None

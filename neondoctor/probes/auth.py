@@ -219,7 +219,7 @@ _VIOLATIONS: tuple[tuple[re.Pattern[str], Any], ...] = (
         lambda m: f"{m.group('c')!r} in answer to the {m.group('what')} request (PostgreSQL answers 'S' or 'N')",
     ),
     (
-        re.compile(r"SSL error: (?:wrong version number|packet length too long|record layer failure|unexpected eof)"),
+        re.compile(r"SSL error: (?:wrong version number|packet length too long)|received unencrypted data after SSL"),
         lambda m: "not the PostgreSQL protocol after SSL was accepted: it said 'S' (go ahead with TLS) and then "
         "sent bytes that are not TLS",
     ),
