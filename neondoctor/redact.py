@@ -209,6 +209,9 @@ class Redactor:
         """A piece of the user's string, or the mask when it may hold (part of) the password."""
         if not piece:
             return piece
+        for text, start, end in self._regions:
+            if piece == text:
+                return self.known(text[:start] + MASK + text[end:])
         if any(_overlaps(piece, text, start, end) for text, start, end in self._regions):
             return MASK
         if piece in self._secrets:

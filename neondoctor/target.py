@@ -627,7 +627,7 @@ def _in_written_order(params: dict[str, str], query: str) -> dict[str, str]:
 
 
 def _needs_encoding(raw: str) -> bool:
-    return bool(re.search(r"[@/?#]|%(?![0-9a-fA-F]{2})", raw))
+    return bool(re.search(r"[@/?# ]|%(?![0-9a-fA-F]{2})", raw))
 
 
 _KEYWORDS: frozenset[str] | None = None
@@ -663,7 +663,7 @@ def _libpq_parse(text: str, redactor: Redactor) -> tuple[dict[str, str], str | N
 
 
 def _libpq_error_finding(error: str, form: str) -> Finding:
-    if "percent-encoded" in error:
+    if "invalid percent-encoded token" in error:
         return Finding(
             "url-invalid-percent-encoding",
             Severity.ERROR,
@@ -700,12 +700,13 @@ def _password_findings(
     redactor: Redactor,
 ) -> None:
     raw = intent.password_raw or ""
-    reserved = sorted({c for c in raw if c in "@/?#"})
+    reserved = sorted({c for c in raw if c in "@/?# "})
     if re.search(r"%(?![0-9a-fA-F]{2})", raw):
         reserved.append("%")
     if not reserved:
         return
     encodings = ", ".join(f"'{c}' → {quote(c, safe='')}" for c in reserved)
+    named = " ".join("space" if c == " " else c for c in reserved)
     severity = Severity.ERROR
     if literal_error:
         reads = f"libpq cannot parse it at all ({literal_error}), not host {intent.hostport!r}"
@@ -723,7 +724,7 @@ def _password_findings(
         Finding(
             "url-password-unencoded",
             severity,
-            f"the password holds reserved URL characters ({' '.join(reserved)}) that are not percent-encoded: "
+            f"the password holds reserved URL characters ({named}) that are not percent-encoded: "
             f"{reads}",
             f"Percent-encode the password: {encodings} (Python: urllib.parse.quote(password, safe='')); "
             "the libpq-ready URL shown has it encoded (and masked)",

@@ -278,7 +278,7 @@ def test_check_never_shows_the_password(
     code, output = invoke(command, case)
     assert_no_leak(pw, output, baseline, case, f"{command.name} [{form}, {'right' if right else 'wrong'}]")
     assert MASK in output
-    if right and form in UNAMBIGUOUS:
+    if right and (form in UNAMBIGUOUS or (form == "url-unencoded" and not set(pw) & set("@/?#% "))):
         assert code == 0, f"{command.name} [{form}]: the right password did not log in"
     if not right:
         assert code == 1
