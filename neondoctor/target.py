@@ -365,7 +365,8 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         password_source = "PGPASSWORD"
     redactor.add(params.get("password"))
 
-    _param_findings(params, dropped, form, driver, findings)
+    shown = {redactor.fragment(k) or MASK: redactor.fragment(v) or "" for k, v in dropped.items()}
+    _param_findings(params, shown, form, driver, findings)
     _host_findings(params, findings)
     neon = _neon_host(params.get("host", "").split(",")[0])
     _neon_findings(neon, params, driver, findings)
@@ -522,11 +523,17 @@ def _read_url(rest: str) -> _Intent:
 
 
 def _query_password_regions(text: str, redactor: Redactor) -> None:
-    """``?password=…`` in a URL's query (JDBC writes it there): secret up to the next ``&key=`` or the end."""
+    """``?password=…`` in a URL's query (JDBC writes it there): secret up to the next ``&key=`` whose key is a
+    real libpq or driver parameter, or the end (an unencoded ``&`` inside the password stays inside)."""
+    known = libpq_keywords() | set(PRISMA_PARAMS) | set(DRIVER_PARAMS) | {"currentSchema", "ApplicationName"}
     for match in re.finditer(r"[?&;]password=", text, re.IGNORECASE):
         start = match.end()
-        following = re.compile(r"[&;#][A-Za-z_]+=").search(text, start)
-        redactor.add_region(text, start, following.start() if following else len(text))
+        end = len(text)
+        for following in re.finditer(r"[&;#](?P<key>[A-Za-z_]+)=", text[start:]):
+            if following.group("key") in known or following.group("key").lower() in known:
+                end = start + following.start()
+                break
+        redactor.add_region(text, start, end)
 
 
 def _keyvalue_password_regions(text: str, redactor: Redactor) -> None:
