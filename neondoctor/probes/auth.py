@@ -97,18 +97,21 @@ def _slow_start(ctx: CheckContext, seconds: float) -> ProbeResult:
     return ProbeResult(
         name,
         Status.FAIL,
-        f"{host}:{port} accepted the connection but did not finish PostgreSQL's start-up within {seconds:.3g} s "
-        "(it answers very slowly, or not at all)",
+        f"{host}:{port} did not finish PostgreSQL's start-up within {seconds:.3g} s (tcp reached it: it answers "
+        "very slowly, or not at all)",
         details={"timeout_s": round(seconds, 2), "layer": "auth"},
-        next_step="Retry once with a larger --timeout (a Neon compute waking up takes a few seconds); if it stays "
-        f"this slow, check that {host}:{port} is really PostgreSQL and not a proxy or another service",
+        next_step="Retry once with a larger --timeout"
+        + (" (a Neon compute waking up takes a few seconds)" if ctx.target.neon or ctx.facts.get("neon") else "")
+        + f"; if it stays this slow, check that {host}:{port} is really PostgreSQL and not a proxy or another "
+        "service, and whether the server is overloaded",
     )
 
 
 def connect_kwargs(ctx: CheckContext) -> dict[str, Any]:
     """The target's parameters, bounded by the step timeout, aimed at the address dns and tcp found."""
     kwargs: dict[str, Any] = dict(ctx.target.connect_kwargs())
-    kwargs["connect_timeout"] = str(max(2, math.ceil(ctx.step_timeout())))
+    # One second beyond the step: the step's own deadline (_connect_within) is the one that fires, exactly.
+    kwargs["connect_timeout"] = str(max(2, math.ceil(ctx.step_timeout())) + 1)
     kwargs["application_name"] = APPLICATION_NAME
     kwargs["autocommit"] = True
     hostaddr = _resolved_address(ctx)
