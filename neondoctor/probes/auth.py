@@ -260,7 +260,8 @@ def _size(chars: int) -> str:
 def _peer(ctx: CheckContext) -> tuple[str, int]:
     reached = ctx.facts.get("tcp_address")
     host = getattr(reached, "ip", None) or (reached if isinstance(reached, str) else None) or ctx.target.host
-    return str(host or "localhost"), ctx.target.port
+    shown = str(host or "localhost")
+    return (f"[{shown}]" if ":" in shown else shown), ctx.target.port
 
 
 def _not_postgres(ctx: CheckContext, seen: str, text: str, elapsed_ms: float) -> ProbeResult:
