@@ -11,7 +11,8 @@ How a leak is told from a coincidence: the same command runs with a fixed, disti
 password; any encoding of the generated password (raw, quote, quote_plus, JSON, repr, base64) that
 occurs MORE often than in the baseline output is a leak. That holds even for ``postgres`` (which is
 also the product's word and a role name). Passwords shorter than ``DIFF_MIN`` characters are checked
-by structure: the places a password sits (``:…@``, ``password=…``, ``PGPASSWORD=…``) show the mask.
+by structure: the places a password sits (``:…@``, ``password=…``, ``PGPASSWORD=…``) show the mask;
+so are digit-only ones, which timings, pids and dates could hold by chance.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import shlex
 import string
 import subprocess
@@ -195,10 +197,15 @@ def encodings(pw: str) -> set[str]:
     }
 
 
+def distinctive(text: str) -> bool:
+    """Long enough, and not made of what timings, ports, pids and dates are made of (those vary between runs)."""
+    return len(text) >= DIFF_MIN and (len(text) >= 10 or not re.fullmatch(r"[\d\s.:,\-]+", text))
+
+
 def assert_no_leak(pw: str, output: str, baseline: str, case: Case, where: str) -> None:
-    if len(pw) >= DIFF_MIN:
+    if distinctive(pw):
         for form in encodings(pw):
-            if len(form) >= DIFF_MIN:
+            if distinctive(form):
                 assert output.count(form) <= baseline.count(form), f"{where}: the password leaks as {form!r}"
     for slot in case.slots:
         for form in encodings(pw):
