@@ -33,7 +33,7 @@ MIN_VALUE_CHARS = 6
 
 _USER = r"[^\s:/?#@'\"]*"
 _URL_USERINFO = re.compile(
-    rf"(?P<head>\b[a-z][a-z0-9+.\-]*://{_USER}:)"
+    rf"(?P<head>\b[a-z][a-z0-9+.\-]{{0,30}}://{_USER}:)"
     r"(?P<secret>[^\n]{0,200}?)"
     r"(?P<tail>@)(?=[^@\s'\"<>]*(?:[\s'\"<>]|$))",
     re.IGNORECASE,
