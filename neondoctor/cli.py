@@ -22,13 +22,29 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def shown(message: str) -> str:
+    """A usage error as it may be printed: arguments it echoes can hold a password (a URL in the wrong place,
+    or the tail of one that an unquoted space made the shell split off)."""
+    import re
+
+    from neondoctor.redact import redact_patterns
+
+    message = re.sub(
+        r"^(Got unexpected extra arguments?) \(.*\)$",
+        r"\1 (not shown: an unquoted space in the connection string makes the shell split it; put it in quotes)",
+        message,
+        flags=re.DOTALL,
+    )
+    return redact_patterns(message)
+
+
 class UsageProblem(click.ClickException):
     """Bad usage: one clear line on stderr, exit 2."""
 
     exit_code = ExitCode.USAGE
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"neondoctor: error: {self.format_message()}", err=True)
+        click.echo(f"neondoctor: error: {shown(self.format_message())}", err=True)
 
 
 def usage_problem(message: str) -> NoReturn:
@@ -47,13 +63,13 @@ class DoctorGroup(click.Group):
             sys.exit(130)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-            click.echo(f"neondoctor: error: {exc.format_message()}{hint}", err=True)
+            click.echo(f"neondoctor: error: {shown(exc.format_message())}{hint}", err=True)
             sys.exit(ExitCode.USAGE)
         except click.ClickException as exc:
             if isinstance(exc, UsageProblem):
                 exc.show()
                 sys.exit(ExitCode.USAGE)
-            click.echo(f"neondoctor: error: {exc.format_message()}", err=True)
+            click.echo(f"neondoctor: error: {shown(exc.format_message())}", err=True)
             sys.exit(ExitCode.USAGE)
         except BrokenPipeError:
             sys.exit(ExitCode.FINDINGS)

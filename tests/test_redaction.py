@@ -212,3 +212,18 @@ def test_libpq_quoted_fragments_are_masked_by_region_however_short() -> None:
 )
 def test_patterns_hide_neon_and_shell_forms(text: str, secret: str) -> None:
     assert secret not in redact_patterns(text)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["url", "postgresql://alice:my", "secretword@127.0.0.1/app"],
+        ["check", "--timeout", "2", "postgresql://alice:two", "secret", "words@127.0.0.1/app"],
+        ["explain", "-f", "postgresql://alice:secretword@127.0.0.1/app"],
+    ],
+)
+def test_usage_errors_do_not_echo_a_password(argv: list[str]) -> None:
+    result = CliRunner().invoke(cli, argv, env={"NO_COLOR": "1"})
+    assert result.exit_code == 2
+    assert result.stderr.startswith("neondoctor: error: ")
+    assert "secret" not in result.stderr and "words@" not in result.stderr
