@@ -249,7 +249,9 @@ class Redactor:
         if isinstance(value, str):
             return self(value) if patterns else self.known(value)
         if isinstance(value, dict):
-            return {self.known(str(k)): self.obj(v, patterns=patterns) for k, v in value.items()}
+            return {
+                self.known(k) if isinstance(k, str) else k: self.obj(v, patterns=patterns) for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
             return [self.obj(v, patterns=patterns) for v in value]
         return value
