@@ -57,7 +57,8 @@ _NEON_API_KEY = re.compile(r"\bnapi_[A-Za-z0-9]{16,}")
 _BEARER = re.compile(r"(?P<head>\bBearer\s+)[A-Za-z0-9._~+/=\-]{8,}", re.IGNORECASE)
 _FIND_MIN = 4
 
-# libpq's messages that quote a piece of the connection string (libpq 14-18, fe-connect.c).
+# libpq's messages that quote a piece of the connection string: the format strings in the libpq 18.6 that
+# psycopg-binary 3.3.9 ships (`strings libpq*.so`; fe-connect.c in PostgreSQL's source).
 _LIBPQ_TEMPLATES = (
     'invalid URI propagated to internal parser routine: "%s"',
     'end of string reached when looking for matching "]" in IPv6 host address in URI: "%s"',
