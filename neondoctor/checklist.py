@@ -192,7 +192,7 @@ def run_check(
             "next_step": "Run the check again and let it finish (--total-timeout bounds it)",
         }
     else:
-        verdict = redactor.obj(make_verdict(results, ctx, options))
+        verdict = redactor.obj(make_verdict(results, ctx, options), patterns=False)
         if verdict["status"] == "pass" and any(selection.values()):
             verdict["next_step"] = (
                 "Nothing failed in the probes that ran; run without --only/--skip to check the whole chain"
@@ -206,7 +206,7 @@ def _redact(result: ProbeResult, redactor: Redactor) -> None:
     result.summary = redactor(result.summary)
     result.details = redactor.obj(result.details)
     result.matches = [redact_match(match, redactor) for match in result.matches]
-    result.next_step = redactor(result.next_step) if result.next_step else None
+    result.next_step = redactor.known(result.next_step) if result.next_step else None
 
 
 def _run_with_retries(probe: ModuleType, ctx: CheckContext) -> ProbeResult:

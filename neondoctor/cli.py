@@ -24,13 +24,29 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def shown(message: str) -> str:
+    """A usage error as it may be printed: arguments it echoes can hold a password (a URL in the wrong place,
+    or the tail of one that an unquoted space made the shell split off)."""
+    import re
+
+    from neondoctor.redact import redact_patterns
+
+    message = re.sub(
+        r"^(Got unexpected extra arguments?) \(.*\)$",
+        r"\1 (not shown: an unquoted space in the connection string makes the shell split it; put it in quotes)",
+        message,
+        flags=re.DOTALL,
+    )
+    return redact_patterns(message)
+
+
 class UsageProblem(click.ClickException):
     """Bad usage: one clear line on stderr, exit 2."""
 
     exit_code = ExitCode.USAGE
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"neondoctor: error: {self.format_message()}", err=True)
+        click.echo(f"neondoctor: error: {shown(self.format_message())}", err=True)
 
 
 def usage_problem(message: str) -> NoReturn:
@@ -67,6 +83,7 @@ class DoctorGroup(click.Group):
         sys.exit(int(code or 0))
 
     def _fail(self, argv: list[str], code: ExitCode, message: str, prefix: str = "error: ") -> NoReturn:
+        message = shown(message)
         click.echo(f"neondoctor: {prefix}{message}", err=True)
         command = self._json_command(argv)
         if command is not None:
@@ -84,10 +101,10 @@ class DoctorGroup(click.Group):
             path = None
         if path is not None:
             try:
-                shown = path.name if path.parent == Path.cwd() else str(path)
+                log_name = path.name if path.parent == Path.cwd() else str(path)
             except OSError:
-                shown = str(path)
-            where = f"a crash log was written to {shown}; please attach it"
+                log_name = str(path)
+            where = f"a crash log was written to {log_name}; please attach it"
         else:
             where = "no crash log could be written; please report the command you ran"
         message = f"internal error ({where_it_happened(exc)}); {where} (or run neondoctor report)"
@@ -189,7 +206,7 @@ def url_command(ctx: click.Context, url: str | None, env_file: str | None, env_v
         output = json_render.render_url(report)
     else:
         output = text_render.render_url(report, color=use_color(), meanings=PARAM_MEANINGS)
-    click.echo(target.redactor.known(output))
+    click.echo(output)
     ctx.exit(ExitCode.FINDINGS if target.has_errors else ExitCode.OK)
 
 
@@ -361,7 +378,7 @@ def check_command(
             output = text_render.render_interrupted(report.interrupted, color=use_color())
         else:
             output = text_render.render_verdict(data["verdict"], color=use_color())
-        click.echo(target.redactor.known(output))
+        click.echo(output if as_json else target.redactor.known(output))
         ctx.exit(report.exit_code)
     from neondoctor.probes import PROBES
     from neondoctor.render.live import LiveCheck
@@ -439,7 +456,8 @@ def report_command(
     check = run_check(target, options)
     document = build_report(target, check, now=now, redact_host=redact_host, redact_user=redact_user)
     text = json_render.dumps(document) if fmt == "json" else render_report(document)
-    text = target.redactor.known(text)
+    if fmt != "json":
+        text = target.redactor.known(text)
     if path is None:
         click.echo(text.rstrip("\n"))
     else:
