@@ -168,29 +168,76 @@ def load_target(url: str | None, env_file: str | None, env_var: str | None) -> T
     return target
 
 
+CLIENT_NAMES = ("psql", "libpq", "psycopg2", "psycopg", "asyncpg", "sqlalchemy", "sqlalchemy-async", "django",
+                "node-pg", "postgres-js", "prisma", "drizzle", "jdbc", "go-pgx")
+
+
+def dotenv_findings(target: Target, *, strict: bool) -> list[Any]:
+    """.env hygiene when the string came from a .env or one is in the working tree."""
+    from neondoctor.envfile import dotenv_in_play, hygiene
+
+    path = dotenv_in_play(target.source)
+    return hygiene(path, strict=strict) if path is not None else []
+
+
 @cli.command("url")
 @click.argument("url", required=False)
 @target_options
+@click.option("--for", "client", type=click.Choice(CLIENT_NAMES), metavar="CLIENT",
+              help=f"Print the string (or code) this client needs for the same target: {', '.join(CLIENT_NAMES)}.")
+@click.option("--show-password", is_flag=True, help="With --for, print the real password instead of ****.")
 @click.option("--json", "as_json", is_flag=True, help="Print the url --json contract.")
 @click.pass_context
-def url_command(ctx: click.Context, url: str | None, env_file: str | None, env_var: str | None, as_json: bool) -> None:
+def url_command(ctx: click.Context, url: str | None, env_file: str | None, env_var: str | None, client: str | None,
+                show_password: bool, as_json: bool) -> None:
     """Explain a connection string part by part and flag its mistakes.
 
     URL defaults to $DATABASE_URL, then .env in the working directory, then libpq's PG* variables.
-    Exit 0 when there are no errors, 1 when there are, 2 on bad usage.
+    With --for CLIENT it also prints the string that client needs and what it makes of yours.
+    Exit 0 when there are no errors (with --for: none for that client), 1 when there are, 2 on bad usage.
     """
     from neondoctor.render import json as json_render
     from neondoctor.render import text as text_render
     from neondoctor.target import PARAM_MEANINGS
 
+    if show_password and not client:
+        usage_problem("--show-password only goes with --for CLIENT")
     target = load_target(url, env_file, env_var)
+    hygiene = dotenv_findings(target, strict=True)
+    target.findings += hygiene
     report = target.to_json()
+    failed = target.has_errors
+    form = None
+    if client:
+        from neondoctor.clients import client_fails, for_client
+
+        form = for_client(target, client, show_password=show_password).to_json()
+        failed = client_fails(target, for_client(target, client)) or any(f.severity == "error" for f in hygiene)
+        report["client"] = form
     if as_json:
         output = json_render.render_url(report)
     else:
         output = text_render.render_url(report, color=use_color(), meanings=PARAM_MEANINGS)
-    click.echo(target.redactor.known(output))
-    ctx.exit(ExitCode.FINDINGS if target.has_errors else ExitCode.OK)
+    if form is not None and show_password:
+        masked = {**form, "url": None, "code": None}
+        report["client"] = masked
+        output = json_render.render_url(report) if as_json else output
+        output = target.redactor.known(output)
+        if as_json:
+            import json
+
+            data = json.loads(output)
+            data["client"] = form
+            output = json_render.dumps(data)
+    else:
+        output = target.redactor.known(output)
+    if form is not None and not as_json:
+        from neondoctor.render.app import render_client
+
+        output += "\n" + render_client(form, color=use_color(), password_shown=show_password,
+                                        has_password=target.password is not None)
+    click.echo(output)
+    ctx.exit(ExitCode.FINDINGS if failed else ExitCode.OK)
 
 
 def _positive_seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -325,6 +372,7 @@ def check_command(
     from neondoctor.render import text as text_render
 
     target, options = check_setup(url, env_file, env_var, ctx.params)
+    target.findings += dotenv_findings(target, strict=False)
     report = run_check(target, options)
     if as_json:
         output = json_render.render_check(report.to_json())
