@@ -87,10 +87,10 @@ CLIENTS: dict[str, ClientSpec] = {
                    "sslmode in the string overrides ssl: { rejectUnauthorized } in code",
                    "lab: pg 8"),
         ClientSpec("postgres-js", "postgres.js", "URL + options", "postgres:// or postgresql://",
-                   "sslmode=disable/prefer/require/verify-full; a CA file only as ssl: { ca } in code",
+                   "sslmode=disable/prefer/require/verify-full; sslrootcert only from 4.0 (3.x: ssl: { ca } in code)",
                    "user:password@, percent-encoded",
-                   "sslrootcert and other unknown parameters are sent to the server as settings and fail",
-                   "lab: postgres 3"),
+                   "unknown parameters (3.x: sslrootcert too) are sent to the server as settings and fail",
+                   "lab: postgres 4.2 and 3.4"),
         ClientSpec("prisma", "Prisma", "url / directUrl in schema.prisma", "postgresql:// or postgres://",
                    "sslmode=disable/prefer/require; sslcert=CA file + sslaccept=strict to verify",
                    "user:password@, percent-encoded",
@@ -106,7 +106,7 @@ CLIENTS: dict[str, ClientSpec] = {
         ClientSpec("go-pgx", "Go pgx", "URL or key=value", "postgres:// or postgresql://",
                    "sslmode, sslrootcert (libpq's meanings)", "user:password@, percent-encoded",
                    "unknown parameters are sent to the server as settings",
-                   "lab: pgx v5 when Go can fetch it; else github.com/jackc/pgx pgconn/config.go"),
+                   "source: github.com/jackc/pgx pgconn/config.go (Go modules unreachable here)"),
     )
 }
 
@@ -344,7 +344,7 @@ def _asyncpg(build: _Build) -> ClientForm:
     if context is None:
         query = build.tls_query() + query
     elif build.rootcert != "system":
-        query = [("sslmode", build.sslmode or "verify-full"), ("sslrootcert", build.rootcert or "")] + query
+        query = [("sslmode", build.sslmode or "verify-full"), ("sslrootcert", build.rootcert or ""), *query]
         context = None
     url = build.url("postgresql", query)
     if context is None and not settings and not keywords and not (build.target.neon and build.target.neon.pooled):
@@ -557,9 +557,7 @@ def _jdbc(build: _Build) -> ClientForm:
 def _go_pgx(build: _Build) -> ClientForm:
     query = build.tls_query()
     for key, value in build.extras.items():
-        if key in ("application_name", "connect_timeout", "target_session_attrs", "options"):
-            query.append((key, value))
-        elif key == "channel_binding":
+        if key in ("application_name", "connect_timeout", "target_session_attrs", "options", "channel_binding"):
             query.append((key, value))
         else:
             build.dropped([key], "pgx would send it to the server as a setting", "Leave it out")
@@ -654,9 +652,11 @@ def _given_notes(build: _Build) -> list[Finding]:
             add("given-node-rootcert-system", Severity.ERROR,
                 "node-postgres reads sslrootcert=system as a file name (ENOENT)", "Use the form below")
     if client == "postgres-js" and "sslrootcert" in keys:
-        add("given-postgres-js-rootcert", Severity.ERROR,
-            "postgres.js does not read sslrootcert: it sends it to the server as a setting, which refuses it",
-            "Use the form below (ssl: { ca } in code)")
+        add("given-postgres-js-rootcert", Severity.WARNING,
+            "postgres.js 3.x does not read sslrootcert: it checks the certificate against Node's own CA list "
+            "(a private CA fails with UNABLE_TO_VERIFY_LEAF_SIGNATURE) and sends sslrootcert to the server as a "
+            "setting; postgres.js 4 reads it",
+            "With postgres.js 3 use the form below (ssl: { ca } in code); it works with 4 too")
     if client == "prisma":
         mode = dict(target.given_query).get("sslmode")
         if mode in ("verify-ca", "verify-full") or "sslrootcert" in keys:

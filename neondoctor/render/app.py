@@ -20,7 +20,7 @@ def render_client(client: dict[str, Any], *, color: bool = False, password_shown
     lines = [style(f"For {client['label']} (--for {client['client']})", bold=True)]
     if client["url"]:
         lines.append(f"  {client['url']}")
-    if client["code"] and client["kind"] == "code" or client["code"] and not client["url"]:
+    if client["code"] and (client["kind"] == "code" or not client["url"]):
         lines.append("")
         lines += [f"    {line}" if line else "" for line in client["code"].splitlines()]
     elif client["code"]:
