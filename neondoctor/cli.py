@@ -120,6 +120,8 @@ def cli() -> None:
       neondoctor explain [TEXT]   paste an error, get the cause and the next step
       neondoctor check [URL]      run DNS → TCP → TLS → auth → slots → tables
       neondoctor report [URL]     run check and write a redacted report to attach to a ticket
+      neondoctor pool [URL]       will the app's connection pools fit in the server's slots?
+      neondoctor drill [URL]      write, commit and read back a row: does data persist? (writes)
       neondoctor rules …          list, show, lint and test the error knowledge base
 
     URL defaults to $DATABASE_URL, then .env in the working directory, then libpq's PG*
@@ -445,6 +447,74 @@ def report_command(
         click.echo(f"Report written to {path}")
         click.echo(target.redactor.known(f"{mark} {verdict['summary']} Next: {verdict['next_step']}"))
     ctx.exit(ExitCode.FINDINGS if check.failed else ExitCode.OK)
+
+
+@cli.command("pool")
+@click.argument("url", required=False)
+@target_options
+@click.option("--pool-size", type=click.IntRange(min=0), help="SQLAlchemy pool_size (default 5).")
+@click.option("--max-overflow", type=click.IntRange(min=-1), help="SQLAlchemy max_overflow (default 10; -1: no bound).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes × threads that each hold their own pool (e.g. gunicorn -w 4 → 4).")
+@click.option("--pool-recycle", type=click.IntRange(min=-1), help="SQLAlchemy pool_recycle in seconds.")
+@click.option("--pre-ping/--no-pre-ping", "pre_ping", default=None, help="SQLAlchemy pool_pre_ping.")
+@click.option("--from", "from_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Read the pool options from the create_engine(...) calls in this Python file (parsed, never run).")
+@click.option("--max-connections", type=click.IntRange(min=1), metavar="N",
+              help="Compare with this max_connections instead of asking the server (offline).")
+@click.option("--timeout", type=float, default=5.0, show_default=True, callback=_positive_seconds, metavar="SECONDS",
+              help="Limit for connecting to the server.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pool --json contract.")
+@click.pass_context
+def pool_command(ctx: click.Context, url: str | None, env_file: str | None, env_var: str | None,
+                 pool_size: int | None, max_overflow: int | None, workers: int, pool_recycle: int | None,
+                 pre_ping: bool | None, from_file: str | None, max_connections: int | None, timeout: float,
+                 as_json: bool) -> None:
+    """Will the app's pools fit in the connection slots this role has on the server?
+
+    Worst case (pool_size + max_overflow) × workers against the slots left for this role on the live
+    server (one connection, read-only), or against --max-connections N offline. Exit 0 when it fits
+    (or is tight), 1 when it will fail, 2 on bad usage.
+    """
+    from neondoctor import pool as pools
+    from neondoctor.render import json as json_render
+    from neondoctor.render.app import render_pool
+    from neondoctor.target import NoTarget, find_target, parse_target
+
+    if from_file:
+        overrides = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_recycle": pool_recycle,
+                     "pre_ping": pre_ping}
+        try:
+            plan = pools.plan_from_file(Path(from_file), workers=workers, overrides=overrides)
+        except pools.PoolFileError as exc:
+            usage_problem(str(exc))
+    else:
+        plan = pools.plan_from_options(pool_size, max_overflow, pool_recycle, pre_ping, workers)
+    target = None
+    if max_connections is not None:
+        try:
+            target = parse_target(find_target(url, env_file=env_file, env_var=env_var))
+        except NoTarget:
+            target = None
+        capacity = pools.offline_capacity(max_connections)
+    else:
+        target = load_target(url, env_file, env_var)
+        if target.has_errors:
+            usage_problem("the connection string has errors; see `neondoctor url`, or give --max-connections N")
+        try:
+            capacity = pools.live_capacity(target, timeout)
+        except Exception as exc:
+            message = target.redactor(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            click.echo(f"neondoctor: could not read the server's connection limits: {message}", err=True)
+            click.echo("Run `neondoctor check` to find why, or compare offline with --max-connections N", err=True)
+            if as_json:
+                click.echo(json_render.render_error("pool", int(ExitCode.FINDINGS), message))
+            ctx.exit(ExitCode.FINDINGS)
+    verdict = pools.judge(plan, capacity, target)
+    report = verdict.to_json()
+    output = json_render.document("pool", report) if as_json else render_pool(report, color=use_color())
+    click.echo(target.redactor.known(output) if target is not None else output)
+    ctx.exit(ExitCode.FINDINGS if verdict.failed else ExitCode.OK)
 
 
 def rules_option(func: F) -> F:

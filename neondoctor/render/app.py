@@ -42,3 +42,30 @@ def render_hygiene(findings: list[dict[str, Any]], *, color: bool = False) -> st
     lines = [style(".env hygiene", bold=True)]
     _findings(lines, findings, style)
     return "\n".join(lines)
+
+
+def render_pool(report: dict[str, Any], *, color: bool = False) -> str:
+    style = Style(color)
+    mark = {"fits": ("✓", "pass"), "tight": ("!", "warn"), "will-fail": ("✗", "fail")}[report["status"]]
+    slots = report["slots"]
+    lines = [style("Pool sizing", bold=True)]
+    for engine in report["engines"]:
+        where = f"line {engine['line']}: " if engine.get("line") else ""
+        lines.append(f"  {where}pool_size={engine['pool_size']} max_overflow={engine['max_overflow']} "
+                     f"pool_recycle={engine['pool_recycle']} pool_pre_ping={engine['pool_pre_ping']}"
+                     + (f" poolclass={engine['poolclass']}" if engine.get("poolclass") else ""))
+    lines.append(f"  workers (processes × threads with a pool each): {report['workers']}")
+    server = "the live server" if slots["source"] == "live" else "--max-connections (offline)"
+    lines.append(f"  slots left for this role on {server}: {slots['left']} — {slots['limited_by']}")
+    if slots["source"] == "live":
+        lines.append(f"  server: max_connections={slots['max_connections']}, reserved "
+                     f"{slots['superuser_reserved_connections']}+{slots['reserved_connections']}, "
+                     f"rolconnlimit={slots['rolconnlimit']}, datconnlimit={slots['datconnlimit']}, "
+                     f"{slots['in_use']} in use ({slots['counts']})")
+    for note in report["notes"]:
+        lines.append(style(f"  note: {note}", dim=True))
+    lines.append("")
+    lines.append(f"{style(mark[0], mark[1])} {report['status']}: {report['summary']}")
+    for advice in report["advice"]:
+        lines.append(f"  → {advice}")
+    return "\n".join(lines)
