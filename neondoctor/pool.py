@@ -161,7 +161,7 @@ def _engine_from_call(node: ast.Call, constants: dict[str, Any], notes: list[str
     for keyword in node.keywords:
         name = keyword.arg
         if name == "poolclass":
-            engine.poolclass = _call_name(keyword.value) if not isinstance(keyword.value, ast.Name) else keyword.value.id
+            engine.poolclass = keyword.value.id if isinstance(keyword.value, ast.Name) else _call_name(keyword.value)
             continue
         if name not in ("pool_size", "max_overflow", "pool_recycle", "pool_pre_ping"):
             continue
@@ -215,7 +215,7 @@ def live_capacity(target: Target, timeout: float) -> Capacity:
     if row is None:
         raise RuntimeError("the server did not return its connection limits")
     (max_conn, su_reserved, reserved, role, superuser, rolconnlimit, may_use_reserved, sees_all,
-     database, datconnlimit, in_use, role_in_use, db_in_use, by_state) = row
+     database, datconnlimit, in_use, role_in_use, db_in_use, _by_state) = row
     limits = _limits(max_conn, su_reserved, reserved, role, superuser, rolconnlimit, may_use_reserved, database,
                      datconnlimit, in_use - 1, role_in_use - 1, db_in_use - 1, version)
     binding = min(limits, key=lambda limit: (limit.left, limit.capacity))
