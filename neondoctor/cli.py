@@ -517,6 +517,36 @@ def pool_command(ctx: click.Context, url: str | None, env_file: str | None, env_
     ctx.exit(ExitCode.FINDINGS if verdict.failed else ExitCode.OK)
 
 
+@cli.command("drill")
+@click.argument("url", required=False)
+@target_options
+@click.option("--timeout", type=float, default=5.0, show_default=True, callback=_positive_seconds, metavar="SECONDS",
+              help="Limit for each connection and statement.")
+@click.option("--json", "as_json", is_flag=True, help="Print the drill --json contract.")
+@click.pass_context
+def drill_command(ctx: click.Context, url: str | None, env_file: str | None, env_var: str | None, timeout: float,
+                  as_json: bool) -> None:
+    """Write a row, commit, and read it back from a new connection: does data persist? (This WRITES.)
+
+    Creates a scratch table neondoctor_drill_<random> in the role's current schema, inserts a random
+    token, commits, then reads it back in a second connection and drops the table (also when a step
+    fails). A standby, a read-only role or a missing CREATE privilege is said before anything is
+    written. Exit 0 when the row persisted, 1 otherwise, 2 on bad usage.
+    """
+    from neondoctor.drill import run_drill
+    from neondoctor.render import json as json_render
+    from neondoctor.render.app import render_drill
+
+    target = load_target(url, env_file, env_var)
+    if target.has_errors:
+        usage_problem("the connection string has errors; see `neondoctor url`")
+    result = run_drill(target, timeout=timeout)
+    report = result.to_json()
+    output = json_render.document("drill", report) if as_json else render_drill(report, color=use_color())
+    click.echo(target.redactor.known(output))
+    ctx.exit(ExitCode.FINDINGS if result.failed else ExitCode.OK)
+
+
 def rules_option(func: F) -> F:
     """``--rules DIR`` (repeatable): user rule folders, added after $NEONDOCTOR_RULES; same id replaces a built-in."""
     return click.option(

@@ -69,3 +69,20 @@ def render_pool(report: dict[str, Any], *, color: bool = False) -> str:
     for advice in report["advice"]:
         lines.append(f"  → {advice}")
     return "\n".join(lines)
+
+
+def render_drill(report: dict[str, Any], *, color: bool = False) -> str:
+    style = Style(color)
+    mark = ("✓", "pass") if report["status"] == "persisted" else ("✗", "fail")
+    lines = [style("Persistence drill", bold=True)]
+    if report["table"]:
+        where = f"{report['db_schema']}.{report['table']}" if report.get("db_schema") else report["table"]
+        lines.append(f"  scratch table: {where} ({'removed' if report['cleaned'] else 'NOT removed'})")
+    for step in report["steps"]:
+        state = "ok" if step["ok"] else f"failed: {step['error']}"
+        lines.append(f"  {step['name']:<5}  {step['ms']:>8.1f} ms  {state}")
+    lines.append("")
+    lines.append(f"{style(mark[0], mark[1])} {report['status']}: {report['summary']}")
+    if report.get("next_step"):
+        lines.append(f"  Next: {report['next_step']}")
+    return "\n".join(lines)
