@@ -86,8 +86,8 @@ def _git_findings(path: Path, shown: str, *, timeout: float, strict: bool) -> li
                 "env-file-tracked",
                 serious,
                 f"{shown} is tracked by git: every push and clone carries the password",
-                f"{in_git}git rm --cached -- {_shell(relative)} && echo {_shell('/' + relative)} >> .gitignore && "
-                f"git commit -m 'Stop tracking {relative}' -- {_shell(relative)} .gitignore",
+                f"{in_git}git rm --cached -q -- {_shell(relative)} && echo {_shell('/' + relative)} >> .gitignore && "
+                f"git add .gitignore && git commit -m {_shell('Stop tracking ' + relative)}",
             )
         )
     else:
