@@ -23,6 +23,14 @@ if TYPE_CHECKING:
     from neondoctor.target import Target
 
 CORE = ("user", "password", "host", "port", "dbname")
+QUERY_SAFE = "/:,"
+"""Kept as is in query values (RFC 3986 allows them there): file paths stay readable."""
+UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+PASSWORD_ENCODING = {
+    "django": "PASSWORD takes it as is: no encoding",
+    "jdbc": "in the query as password=…, percent-encoded (a raw '+' or '&' would change it)",
+    "sqlalchemy": "percent-encoded in the URL (SQLAlchemy decodes it); in alembic.ini also double each '%'",
+}
 NEON_SUSPEND_SECONDS = 300
 
 
@@ -140,7 +148,7 @@ class _Build:
         self.params = dict(target.params)
         self.show = show_password
         self.notes: list[Finding] = []
-        self.sslmode = self.params.get("sslmode")
+        self.sslmode = self.params.get("sslmode") or _ssl_switch(target)
         self.rootcert = self.params.get("sslrootcert")
         self.host = self.target.host or "localhost"
         self.port = str(self.target.port)
@@ -182,7 +190,7 @@ class _Build:
 
     def url(self, scheme: str, query: list[tuple[str, str]]) -> str:
         text = f"{scheme}://{self.userinfo()}{self.hostport()}{self.path()}"
-        return text + ("?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query) if query else "")
+        return text + ("?" + "&".join(f"{k}={quote(v, safe=QUERY_SAFE)}" for k, v in query) if query else "")
 
     def tls_query(self) -> list[tuple[str, str]]:
         query = []
@@ -203,7 +211,7 @@ class _Build:
     def channel_binding_lost(self) -> None:
         if self.extras.get("channel_binding") == "require":
             self.note("client-no-channel-binding", Severity.WARNING,
-                      f"{self.label} cannot require SCRAM channel binding: the form below is weaker on that point",
+                      f"{self.label} cannot require SCRAM channel binding: the form shown is weaker on that point",
                       "Accept it, or use a libpq-based client (psycopg, psql) where channel_binding=require works")
 
 
@@ -221,11 +229,26 @@ def client_fails(target: Target, form: ClientForm) -> bool:
     return any(f.severity is Severity.ERROR and not f.id.startswith(LIBPQ_SYNTAX_IDS) for f in target.findings)
 
 
+def _ssl_switch(target: Target) -> str | None:
+    """What a driver's ssl=… switch (node, JDBC, asyncpg's keyword) in the string meant, in libpq's words."""
+    value = dict(target.given_query).get("ssl", "").lower()
+    if value in ("require", "prefer", "allow", "disable", "verify-ca", "verify-full"):
+        return value
+    return {"true": "require", "1": "require", "on": "require", "false": "disable", "0": "disable"}.get(value)
+
+
 def for_client(target: Target, client: str, *, show_password: bool = False) -> ClientForm:
     if client not in CLIENTS:
         raise ValueError(f"unknown client {client!r}")
     build = _Build(target, client, show_password)
     form = _BUILDERS[client](build)
+    password = target.password
+    if password is not None and not set(password) <= UNRESERVED:
+        how = PASSWORD_ENCODING.get(client, "percent-encoded in the userinfo (urllib.parse.quote(password, safe=''))")
+        build.note("client-password-encoding", Severity.INFO,
+                   f"the password holds characters a URL reserves; for {build.label} it is {how}",
+                   "Copy the form shown; to encode by hand: python3 -c \"import urllib.parse,sys; "
+                   "print(urllib.parse.quote(sys.argv[1], safe=''))\" 'PASSWORD'")
     form.notes = _given_notes(build) + build.notes
     return form
 
@@ -327,7 +350,7 @@ def _sqlalchemy_async(build: _Build) -> ClientForm:
         build.note("client-asyncpg-pooler", Severity.INFO,
                    "the host is Neon's pooler (PgBouncer, transaction mode): asyncpg's prepared statement cache "
                    'breaks there (prepared statement "__asyncpg_stmt_1__" does not exist)',
-                   "Keep statement_cache_size=0 (in the form below), or use the direct host")
+                   "Keep statement_cache_size=0 (in the form shown), or use the direct host")
     if not connect_args:
         code = f'from sqlalchemy.ext.asyncio import create_async_engine\nengine = create_async_engine("{url}")'
         return ClientForm(build.client, "url", url, code)
@@ -511,7 +534,7 @@ def _prisma(build: _Build) -> ClientForm:
         build.note("client-prisma-pooler", Severity.INFO,
                    "the host is Neon's pooler: pgbouncer=true turns off prepared statements (needed with Prisma "
                    "< 5.10 or a pooler without prepared statement support); migrations need the direct host",
-                   "Set directUrl to the direct host (below) so that prisma migrate does not go through PgBouncer")
+                   "Set directUrl to the direct host (shown) so that prisma migrate does not go through PgBouncer")
     url = build.url("postgresql", query)
     code = 'datasource db {\n  provider  = "postgresql"\n  url       = env("DATABASE_URL")\n'
     if direct:
@@ -548,7 +571,8 @@ def _jdbc(build: _Build) -> ClientForm:
         else:
             build.dropped([key], "pgjdbc spells it differently or lacks it", "See pgjdbc's connection parameters")
     rendered = "&".join(
-        f"{k}={v if (k == 'password' and v == MASK) else quote(v, safe='')}" for k, v in query
+        f"{k}={v if (k == 'password' and v == MASK) else quote(v, safe='' if k == 'password' else QUERY_SAFE)}"
+        for k, v in query
     )
     url = f"jdbc:postgresql://{build.hostport()}{build.path()}" + (f"?{rendered}" if rendered else "")
     return ClientForm(build.client, "url", url, None)
@@ -598,31 +622,31 @@ def _given_notes(build: _Build) -> list[Finding]:
         notes.append(Finding(id_, severity, message, fix))
 
     if target.form == "jdbc" and client != "jdbc":
-        add("given-jdbc", Severity.ERROR, f"{label} cannot read a jdbc: URL", "Use the form below")
+        add("given-jdbc", Severity.ERROR, f"{label} cannot read a jdbc: URL", "Use the form shown")
     if target.form in ("url", "jdbc") and client == "jdbc" and target.form == "url":
         if target.user or target.password:
             add("given-jdbc-userinfo", Severity.ERROR,
                 "pgjdbc reads no user:password@ in the authority: it takes 'user:password@host' as the host name "
-                "(java.net.UnknownHostException)", "Put user and password in the query, as in the form below")
+                "(java.net.UnknownHostException)", "Put user and password in the query, as in the form shown")
         add("given-jdbc-scheme", Severity.ERROR, "pgjdbc accepts only URLs starting jdbc:postgresql://",
-            "Use the form below")
+            "Use the form shown")
     if target.driver and client not in ("sqlalchemy", "sqlalchemy-async", "node-pg", "drizzle"):
         add("given-driver-prefix", Severity.ERROR,
             f"{label} rejects the '+{target.driver}' driver prefix (SQLAlchemy's dialect form)",
-            "Use the form below")
+            "Use the form shown")
     if client in ("sqlalchemy", "sqlalchemy-async") and target.scheme == "postgres":
         add("given-sqlalchemy-postgres", Severity.ERROR,
             "SQLAlchemy ≥ 1.4 has no 'postgres' dialect: NoSuchModuleError: Can't load plugin: "
-            "sqlalchemy.dialects:postgres", "Write postgresql:// (the form below)")
+            "sqlalchemy.dialects:postgres", "Write postgresql:// (the form shown)")
     if client == "sqlalchemy-async" and target.form == "url" and target.driver not in ("asyncpg", "psycopg"):
         add("given-sqlalchemy-sync-driver", Severity.ERROR,
             f"create_async_engine() with {'postgresql+' + target.driver if target.driver else 'postgresql'}:// "
             "loads a sync driver: The asyncio extension requires an async driver to be used",
-            "Write postgresql+asyncpg:// (the form below)")
+            "Write postgresql+asyncpg:// (the form shown)")
     if client == "sqlalchemy" and target.driver == "asyncpg":
         add("given-sqlalchemy-async-driver", Severity.ERROR,
             "create_engine() with +asyncpg needs the asyncio extension (create_async_engine)",
-            "Use the form below, or --for sqlalchemy-async")
+            "Use the form shown, or --for sqlalchemy-async")
     if client == "sqlalchemy-async" and target.driver in (None, "asyncpg"):
         bad = [k for k in keys if k in target.params and k not in ("host", "port", "user", "password", "dbname",
                                                                     "target_session_attrs")]
@@ -630,16 +654,19 @@ def _given_notes(build: _Build) -> list[Finding]:
             add("given-asyncpg-keywords", Severity.ERROR,
                 f"with +asyncpg SQLAlchemy passes {', '.join(bad)} to asyncpg.connect(), which fails: "
                 f"connect() got an unexpected keyword argument '{bad[0]}'",
-                "Use the form below (ssl=MODE in the URL, the rest in connect_args)")
+                "Use the form shown (ssl=MODE in the URL, the rest in connect_args)")
     if client == "asyncpg":
         bad = [k for k in keys if k in ("ssl", "connect_timeout", "channel_binding", "options", "pgbouncer")]
         if bad:
+            refusal = ('parameter "ssl" cannot be changed now (ssl is asyncpg\'s keyword argument, not a URL '
+                       "parameter; SQLAlchemy's postgresql+asyncpg:// URL is where ?ssl= belongs)"
+                       if bad[0] == "ssl" else f'unrecognized configuration parameter "{bad[0]}"')
             add("given-asyncpg-server-settings", Severity.ERROR,
-                f"asyncpg sends {', '.join(bad)} to the server as settings, which fails: "
-                f'unrecognized configuration parameter "{bad[0]}"', "Use the form below")
+                f"asyncpg sends {', '.join(bad)} to the server as settings, which fails: {refusal}",
+                "Use the form shown")
         if target.params.get("sslrootcert") == "system":
             add("given-asyncpg-rootcert-system", Severity.ERROR,
-                "asyncpg reads sslrootcert=system as a file name", "Use the form below (ssl.create_default_context())")
+                "asyncpg reads sslrootcert=system as a file name", "Use the form shown (ssl.create_default_context())")
     if client in ("node-pg", "drizzle"):
         mode = dict(target.given_query).get("sslmode")
         if mode in ("require", "prefer", "verify-ca") and "uselibpqcompat" not in keys:
@@ -647,32 +674,32 @@ def _given_notes(build: _Build) -> list[Finding]:
                 f"node-postgres 8.x reads sslmode={mode} as verify-full: it refuses a certificate it cannot "
                 "verify (self-signed: SELF_SIGNED_CERT_IN_CHAIN / UNABLE_TO_VERIFY_LEAF_SIGNATURE), and it "
                 "overrides ssl: { rejectUnauthorized: false } in code",
-                "Keep it to verify; for libpq's meaning write uselibpqcompat=true&sslmode=require (the form below)")
+                "Keep it to verify; for libpq's meaning write uselibpqcompat=true&sslmode=require (the form shown)")
         if target.params.get("sslrootcert") == "system":
             add("given-node-rootcert-system", Severity.ERROR,
-                "node-postgres reads sslrootcert=system as a file name (ENOENT)", "Use the form below")
+                "node-postgres reads sslrootcert=system as a file name (ENOENT)", "Use the form shown")
     if client == "postgres-js" and "sslrootcert" in keys:
         add("given-postgres-js-rootcert", Severity.WARNING,
             "postgres.js 3.x does not read sslrootcert: it checks the certificate against Node's own CA list "
             "(a private CA fails with UNABLE_TO_VERIFY_LEAF_SIGNATURE) and sends sslrootcert to the server as a "
             "setting; postgres.js 4 reads it",
-            "With postgres.js 3 use the form below (ssl: { ca } in code); it works with 4 too")
+            "With postgres.js 3 use the form shown (ssl: { ca } in code); it works with 4 too")
     if client == "prisma":
         mode = dict(target.given_query).get("sslmode")
         if mode in ("verify-ca", "verify-full") or "sslrootcert" in keys:
             add("given-prisma-sslmode", Severity.WARNING,
                 "Prisma knows sslmode=disable/prefer/require and names the CA file sslcert (sslrootcert is "
-                "libpq's)", "Use the form below")
+                "libpq's)", "Use the form shown")
     if libpq_family or client in ("sqlalchemy",):
         foreign = [k for k in keys if k not in target.params and k != "ssl"]
         if client != "go-pgx" and foreign:
             add("given-libpq-unknown", Severity.ERROR,
                 f"libpq (under {label}) rejects the whole string for {', '.join(foreign)}: "
-                f'invalid URI query parameter: "{foreign[0]}"', "Use the form below")
+                f'invalid URI query parameter: "{foreign[0]}"', "Use the form shown")
         if "ssl" in keys and target.driver != "asyncpg":
             add("given-ssl-param", Severity.ERROR,
                 f"'ssl=' is not libpq's: {label} rejects the string (invalid URI query parameter)",
-                "Use sslmode= (the form below)")
+                "Use sslmode= (the form shown)")
     return notes
 
 

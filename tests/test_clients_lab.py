@@ -147,6 +147,21 @@ def test_asyncpg_sends_unknown_url_parameters_to_the_server(lab: PgCluster) -> N
     assert 'unrecognized configuration parameter "connect_timeout"' in outcome.error
 
 
+def test_asyncpg_takes_ssl_as_a_keyword_not_in_its_url(lab: PgCluster) -> None:
+    """The contradiction url used to have: ?ssl=require is right for SQLAlchemy's URL, wrong for asyncpg's own."""
+    url = lab.url(LAB_USER, ssl="require")
+    ids = _note_ids(url, "asyncpg")
+    assert "given-asyncpg-server-settings" in ids
+    outcome = labclients.asyncpg_code(f"import asyncpg\nconn = await asyncpg.connect({url!r})")
+    assert 'parameter "ssl" cannot be changed now' in outcome.error
+    fixed = for_client(parse_target(url), "asyncpg", show_password=True)
+    assert "sslmode=require" in (fixed.url or "")
+    good = labclients.asyncpg_code(fixed.code or "")
+    assert (good.ok, good.ssl) == (True, True), good.error
+    sqlalchemy = url.replace("postgresql://", "postgresql+asyncpg://")
+    assert "given-asyncpg-keywords" not in _note_ids(sqlalchemy, "sqlalchemy-async")
+
+
 def test_asyncpg_reads_sslmode_in_its_url(lab: PgCluster) -> None:
     url = lab.url(LAB_USER, sslmode="verify-full", sslrootcert=str(lab.ca_path))
     outcome = labclients.asyncpg_code(f"import asyncpg\nconn = await asyncpg.connect({url!r})")
