@@ -206,7 +206,8 @@ def url_command(ctx: click.Context, url: str | None, env_file: str | None, env_v
         usage_problem("--show-password only goes with --for CLIENT")
     target = load_target(url, env_file, env_var)
     hygiene = dotenv_findings(target, strict=True)
-    target.findings += hygiene
+    rank = {"error": 0, "warning": 1, "info": 2}
+    target.findings = sorted(target.findings + hygiene, key=lambda finding: rank[str(finding.severity)])
     report = target.to_json()
     failed = target.has_errors
     form = None

@@ -103,7 +103,8 @@ CLIENTS: dict[str, ClientSpec] = {
                    "sslmode=disable/prefer/require; sslcert=CA file + sslaccept=strict to verify",
                    "user:password@, percent-encoded",
                    "libpq's sslrootcert (Prisma's CA file is sslcert); verify-full",
-                   "source: prisma.io/docs/orm/overview/databases/postgresql#arguments"),
+                   "source: prisma.io/docs/orm/overview/databases/postgresql (arguments table; Prisma 7 moves the "
+                   "URL to prisma.config.ts and connects through node-postgres)"),
         ClientSpec("drizzle", "Drizzle (node-postgres)", "connectionString via drizzle()", "like node-postgres",
                    "like node-postgres", "user:password@, percent-encoded", "like node-postgres",
                    "lab: drizzle-orm on pg 8"),
@@ -532,9 +533,14 @@ def _prisma(build: _Build) -> ClientForm:
                                                                                 "pool_timeout")])
         build.host = saved
         build.note("client-prisma-pooler", Severity.INFO,
-                   "the host is Neon's pooler: pgbouncer=true turns off prepared statements (needed with Prisma "
-                   "< 5.10 or a pooler without prepared statement support); migrations need the direct host",
+                   "the host is Neon's pooler (PgBouncer, transaction mode): pgbouncer=true makes Prisma skip "
+                   "named prepared statements, connection_limit bounds each instance's pool, pool_timeout how "
+                   "long a query waits for one; migrations need the direct host",
                    "Set directUrl to the direct host (shown) so that prisma migrate does not go through PgBouncer")
+    build.note("client-prisma-7", Severity.INFO,
+               "this is the URL for Prisma's own engine (Prisma ≤ 6, url = env(...) in schema.prisma); Prisma 7 "
+               "reads it in prisma.config.ts and connects through @prisma/adapter-pg, where node-postgres's "
+               "rules apply", "With Prisma 7 use `neondoctor url --for node-pg`")
     url = build.url("postgresql", query)
     code = 'datasource db {\n  provider  = "postgresql"\n  url       = env("DATABASE_URL")\n'
     if direct:

@@ -23,8 +23,19 @@ def dotenv_in_play(source: str, cwd: Path | None = None) -> Path | None:
     kind, _, rest = source.partition(":")
     if kind in ("dotenv", "env-file") and rest:
         return Path(rest)
-    candidate = (cwd or Path.cwd()) / ".env"
+    here = cwd or _cwd()
+    if here is None:
+        return None
+    candidate = here / ".env"
     return candidate if candidate.is_file() else None
+
+
+def _cwd() -> Path | None:
+    """The working directory, or None when it was removed under us."""
+    try:
+        return Path.cwd()
+    except OSError:
+        return None
 
 
 def _git(directory: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str] | None:
@@ -50,7 +61,7 @@ def hygiene(path: Path, *, timeout: float = GIT_TIMEOUT, strict: bool = True) ->
     except OSError:
         return findings
     name = path.name
-    shown = str(path) if path.parent != Path.cwd() else name
+    shown = str(path) if path.parent != _cwd() else name
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         who = "every user on this machine" if mode & stat.S_IROTH else "its group"
         findings.append(
@@ -77,7 +88,8 @@ def _git_findings(path: Path, shown: str, *, timeout: float, strict: bool) -> li
         return []
     serious = Severity.ERROR if strict else Severity.WARNING
     findings: list[Finding] = []
-    in_git = f"cd {_shell(str(root))} && " if directory != Path.cwd().resolve() else ""
+    here = _cwd()
+    in_git = f"cd {_shell(str(root))} && " if here is None or directory != here.resolve() else ""
     tracked = _git(root, "ls-files", "--error-unmatch", "--", relative, timeout=timeout)
     is_tracked = tracked is not None and tracked.returncode == 0
     if is_tracked:

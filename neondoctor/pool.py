@@ -298,7 +298,7 @@ def judge(plan: PoolPlan, capacity: Capacity, target: Target | None) -> PoolVerd
     elif worst > budget:
         status = "will-fail"
         summary = (f"worst case {worst} connections ({_formula(plan)}) > {budget} "
-                   f"{'pooler client slots' if pooled else 'slots left'}: the connection after the {budget}th "
+                   f"{'pooler client slots' if pooled else 'slots left'}: connection number {budget + 1} "
                    f"fails with {capacity.next_error.removeprefix('FATAL:  ')!r}")
     elif worst > TIGHT_RATIO * budget:
         status = "tight"

@@ -151,8 +151,9 @@ def node_package_major(node: Path, package: str) -> int:
     return int(data["version"].split(".")[0])
 
 
-def node_url(client: str, url: str, node: Path) -> Outcome:
-    done = subprocess.run(["node", str(HERE / "probe.mjs"), client, url], capture_output=True, text=True,
+def node_url(client: str, url: str, node: Path, options: dict[str, object] | None = None) -> Outcome:
+    extra = [json.dumps(options)] if options else []
+    done = subprocess.run(["node", str(HERE / "probe.mjs"), client, url, *extra], capture_output=True, text=True,
                           timeout=TIMEOUT, env={**os.environ, "NEONDOCTOR_NODE_DIR": str(node)}, check=False)
     return _node_outcome(done)
 

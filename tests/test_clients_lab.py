@@ -137,6 +137,9 @@ def test_node_pg_reads_sslmode_require_as_verify_full(unknown_ca: PgCluster, nod
     outcome = labclients.node_url("pg", url, node)
     assert not outcome.ok
     assert "SELF_SIGNED_CERT_IN_CHAIN" in outcome.error or "self-signed" in outcome.error
+    beside = labclients.node_url("pg", url, node, {"ssl": {"rejectUnauthorized": False}})
+    assert not beside.ok, "sslmode in the string overrides ssl: { rejectUnauthorized: false } in code"
+    assert labclients.node_url("pg", url.replace("sslmode=require", "sslmode=no-verify"), node).ok
 
 
 def test_asyncpg_sends_unknown_url_parameters_to_the_server(lab: PgCluster) -> None:

@@ -9,7 +9,8 @@ setTimeout(() => done({ ok: false, error: "timeout" }), 10000);
 try {
   if (client === "pg") {
     const pg = require("pg");
-    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 8000 });
+    const options = process.argv[4] ? JSON.parse(process.argv[4]) : {};
+    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 8000, ...options });
     await c.connect();
     const r = await c.query(QUERY);
     await c.end();
