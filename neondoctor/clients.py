@@ -241,6 +241,11 @@ def _ssl_switch(target: Target) -> str | None:
 def for_client(target: Target, client: str, *, show_password: bool = False) -> ClientForm:
     if client not in CLIENTS:
         raise ValueError(f"unknown client {client!r}")
+    if not target.params:
+        unreadable = Finding("client-no-target", Severity.ERROR,
+                             "the string could not be read, so there is nothing to translate",
+                             "Fix the errors that `neondoctor url` lists first")
+        return ClientForm(client, "url", None, None, [unreadable])
     build = _Build(target, client, show_password)
     form = _BUILDERS[client](build)
     password = target.password
