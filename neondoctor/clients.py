@@ -115,7 +115,8 @@ CLIENTS: dict[str, ClientSpec] = {
         ClientSpec("go-pgx", "Go pgx", "URL or key=value", "postgres:// or postgresql://",
                    "sslmode, sslrootcert (libpq's meanings)", "user:password@, percent-encoded",
                    "unknown parameters are sent to the server as settings",
-                   "source: github.com/jackc/pgx pgconn/config.go (Go modules unreachable here)"),
+                   "source: github.com/jackc/pgx pgconn/config.go, ParseConfig's notRuntimeParams "
+                   "(Go modules not reachable here)"),
     )
 }
 
@@ -594,6 +595,11 @@ def _go_pgx(build: _Build) -> ClientForm:
     for key, value in build.extras.items():
         if key in ("application_name", "connect_timeout", "target_session_attrs", "options", "channel_binding"):
             query.append((key, value))
+            if key == "channel_binding":
+                build.note("client-pgx-channel-binding", Severity.WARNING,
+                           "recent pgx v5 reads channel_binding (pgconn/config.go lists it among its own keys); "
+                           "older versions send it to the server as a setting, which refuses it",
+                           "Upgrade pgx, or remove channel_binding for an old one")
         else:
             build.dropped([key], "pgx would send it to the server as a setting", "Leave it out")
     url = build.url("postgresql", query)
