@@ -245,3 +245,10 @@ def test_every_lab_row_is_run_here() -> None:
     runnable = {"psql", "libpq", "psycopg2", "psycopg", "asyncpg", "sqlalchemy", "sqlalchemy-async", "django",
                 "node-pg", "drizzle", "postgres-js", "jdbc"}
     assert set(LAB_CLIENTS) == runnable
+
+
+def test_asyncpg_rejects_the_driver_prefix(lab: PgCluster) -> None:
+    given = lab.url(LAB_USER).replace("postgresql://", "postgresql+asyncpg://")
+    assert "given-driver-prefix" in _note_ids(given, "asyncpg")
+    outcome = labclients.asyncpg_code(f"import asyncpg\nconn = await asyncpg.connect({given!r})")
+    assert 'scheme is expected to be either "postgresql" or "postgres"' in outcome.error
