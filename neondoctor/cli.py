@@ -210,35 +210,26 @@ def url_command(ctx: click.Context, url: str | None, env_file: str | None, env_v
     target.findings = sorted(target.findings + hygiene, key=lambda finding: rank[str(finding.severity)])
     report = target.to_json()
     failed = target.has_errors
-    form = None
+    form: dict[str, Any] | None = None
     if client:
         from neondoctor.clients import client_fails, for_client
 
-        form = for_client(target, client, show_password=show_password).to_json()
-        failed = client_fails(target, for_client(target, client)) or any(f.severity == "error" for f in hygiene)
-        report["client"] = form
+        shown = for_client(target, client, show_password=show_password)
+        form = shown.to_json() if show_password else target.redactor.obj(shown.to_json())
+        failed = client_fails(target, shown) or any(f.severity == "error" for f in hygiene)
     if as_json:
-        output = json_render.render_url(report)
-    else:
-        output = text_render.render_url(report, color=use_color(), meanings=PARAM_MEANINGS)
-    if form is not None and show_password:
-        masked = {**form, "url": None, "code": None}
-        report["client"] = masked
-        output = json_render.render_url(report) if as_json else output
-        output = target.redactor.known(output)
-        if as_json:
+        output = target.redactor.known(json_render.render_url(report))
+        if form is not None:
             import json
 
-            data = json.loads(output)
-            data["client"] = form
-            output = json_render.dumps(data)
+            output = json_render.dumps({**json.loads(output), "client": form})
     else:
-        output = target.redactor.known(output)
-    if form is not None and not as_json:
-        from neondoctor.render.app import render_client
+        output = target.redactor.known(text_render.render_url(report, color=use_color(), meanings=PARAM_MEANINGS))
+        if form is not None:
+            from neondoctor.render.app import render_client
 
-        output += "\n" + render_client(form, color=use_color(), password_shown=show_password,
-                                        has_password=target.password is not None)
+            output += "\n" + render_client(form, color=use_color(), password_shown=show_password,
+                                            has_password=target.password is not None)
     click.echo(output)
     ctx.exit(ExitCode.FINDINGS if failed else ExitCode.OK)
 
