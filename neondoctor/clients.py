@@ -191,6 +191,11 @@ class _Build:
         return "/" + quote(dbname, safe="") if dbname else ""
 
     def url(self, scheme: str, query: list[tuple[str, str]]) -> str:
+        if self.host.startswith("/"):
+            query = [("host", self.host), ("port", self.port), *query]
+            return f"{scheme}://{self.userinfo()}{self.path()}" + "?" + "&".join(
+                f"{k}={quote(v, safe=QUERY_SAFE)}" for k, v in query
+            )
         text = f"{scheme}://{self.userinfo()}{self.hostport()}{self.path()}"
         return text + ("?" + "&".join(f"{k}={quote(v, safe=QUERY_SAFE)}" for k, v in query) if query else "")
 

@@ -72,8 +72,7 @@ def hygiene(path: Path, *, timeout: float = GIT_TIMEOUT, strict: bool = True) ->
                 f"chmod 600 {_shell(shown)}",
             )
         )
-    findings += _git_findings(path.resolve(), shown, timeout=timeout, strict=strict)
-    return findings
+    return _git_findings(path.resolve(), shown, timeout=timeout, strict=strict) + findings
 
 
 def _git_findings(path: Path, shown: str, *, timeout: float, strict: bool) -> list[Finding]:

@@ -125,5 +125,6 @@ def test_check_reports_hygiene_as_warnings_and_goes_on(repo: Path, pg: PgCluster
     write_env(repo, url=pg.url(sslmode="verify-full", sslrootcert=str(pg.ca_path)), mode=0o644)
     result = run("check", "-v")
     assert result.exit_code == 0, result.output
-    assert "readable by every user" in result.output
-    assert "[✓] tables" in result.output or "tables" in result.output
+    assert "is not in .gitignore" in result.output and "echo /.env >> .gitignore" in result.output
+    assert "env-file-readable (warning)" in result.output
+    assert "[✓] tables" in result.output
