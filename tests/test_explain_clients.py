@@ -127,6 +127,24 @@ def test_the_text_report_of_a_supavisor_paste_says_what_to_change() -> None:
             "tcp-connection-refused",
             id="postgrex-econnrefused",
         ),
+        pytest.param(
+            "2026/12/04 14:53:10 pq: unknown authentication response: 10",
+            "client-scram-unsupported",
+            id="lib-pq-1.0-scram",
+        ),
+        pytest.param(
+            "org.postgresql.util.PSQLException: 10 yetkinlendirme tipi desteklenmemektedir. pg_hba.conf dosyanızı "
+            "istemcinin IP adresini ya da subnetini içerecek şekilde ayarlayıp ayarlamadığınızı kontrol ediniz.",
+            "client-scram-unsupported",
+            id="pgjdbc-tr-auth-type-10",
+        ),
+        pytest.param(
+            "java.sql.SQLTransientConnectionException: HikariPool-1 - Connection is not available, request timed out "
+            "after 1005ms.",
+            "client-hikari-pool-timeout",
+            id="hikari-pool",
+        ),
+        pytest.param("FATAL:  server conn crashed?", "pooler-server-conn-crashed", id="pgbouncer-server-conn-crashed"),
     ],
 )
 def test_one_line_from_a_new_family_gets_its_rule(text: str, rule_id: str) -> None:
