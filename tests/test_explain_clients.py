@@ -133,8 +133,10 @@ def test_the_text_report_of_a_supavisor_paste_says_what_to_change() -> None:
             id="lib-pq-1.0-scram",
         ),
         pytest.param(
-            "org.postgresql.util.PSQLException: 10 yetkinlendirme tipi desteklenmemektedir. pg_hba.conf dosyanızı "
-            "istemcinin IP adresini ya da subnetini içerecek şekilde ayarlayıp ayarlamadığınızı kontrol ediniz.",
+            "org.postgresql.util.PSQLException: 10 yetkinlendirme tipi desteklenmemektedir. pg_hba.conf dosy"
+            "anızı istemcinin IP adresini ya da subnetini içerecek şekilde ayarlayıp ayarlamadığınızı ve sür"
+            "ücü tarafından desteklenen yetkilendirme yöntemlerinden birisini kullanıp kullanmadığını kontro"
+            "l ediniz.",
             "client-scram-unsupported",
             id="pgjdbc-tr-auth-type-10",
         ),
