@@ -128,6 +128,7 @@ def run(ctx: CheckContext) -> ProbeResult:
             kept = sock
             ctx.facts["tcp_socket"] = sock
             ctx.facts["tcp_address"] = address
+            ctx.facts["tcp_connect_ms"] = round(attempt.ms, 1)
         else:
             with contextlib.suppress(OSError):
                 sock.close()
