@@ -110,3 +110,84 @@ def test_a_password_past_valid_until_on_a_self_hosted_server_gets_no_neon_advice
     assert "ALTER ROLE" in step
     assert not any(fix.startswith("Copy the connection string") for fix in run.probe("auth")["matches"][0]["fix"])
     assert 'User "carol" has an expired password' in pg.log_text()
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+@pytest.fixture(autouse=True)
+def no_default_root_cert(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """libpq's ~/.postgresql/root.crt and PGSSLROOTCERT must not change the verdicts under test."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("PGSSLROOTCERT", raising=False)
+
+
+CA_BUNDLE_ADVICE = ("sslrootcert=system", "system CA")
+
+
+def test_an_expired_certificate_says_renew_or_check_the_clock(pg_factory: Any) -> None:
+    expired = pg_factory(ssl="expired")
+    run = check(expired.url(host="localhost", **expired.verify_full_params()), "--json")
+    step = assert_verdict(run, "tls", "tls-cert-verify-failed", "Renew", "clock", absent=CA_BUNDLE_ADVICE)
+    assert run.report["verdict"]["next_step_from"] == "probe"
+    assert "expired on" in run.probe("tls")["summary"], step
+
+
+def test_a_certificate_not_yet_valid_says_check_the_clock(pg_factory: Any) -> None:
+    notyet = pg_factory(ssl="notyet")
+    run = check(notyet.url(host="localhost", **notyet.verify_full_params()), "--json")
+    assert_verdict(run, "tls", "tls-cert-verify-failed", "clock", absent=CA_BUNDLE_ADVICE)
+    assert "certificate is not yet valid" in run.probe("tls")["summary"]
+    assert "valid only from" in run.probe("tls")["summary"]
+
+
+def test_a_server_without_its_intermediate_is_told_to_serve_the_full_chain(pg_factory: Any) -> None:
+    nochain = pg_factory(ssl="nochain")
+    run = check(nochain.url(host="localhost", **nochain.verify_full_params()), "--json")
+    assert_verdict(run, "tls", "tls-cert-verify-failed", "full chain", "ssl_cert_file", absent=CA_BUNDLE_ADVICE)
+    tls = run.probe("tls")
+    assert "sends only its own certificate" in tls["summary"]
+    assert tls["details"]["verification"]["certificates_served"] == 1
+
+
+def test_an_expired_certificate_under_require_warns_and_names_the_renewal(pg_factory: Any) -> None:
+    expired = pg_factory(ssl="expired")
+    run = check(expired.url(sslmode="require"), "--json")
+    assert run.code == 0 and run.report["verdict"]["status"] == "warn", run.stdout
+    assert run.report["verdict"]["failed_probe"] is None
+    assert "Renew" in run.report["verdict"]["next_step"]
+
+
+def test_a_tls_inspecting_proxy_in_front_of_a_neon_host_is_named(pg_protocol_peer: Any) -> None:
+    from peers import NeonPresets
+    from psycopg import pq
+
+    if pq.version() < 160000:
+        pytest.skip("sslrootcert=system needs libpq >= 16")
+    peer = pg_protocol_peer(NeonPresets.accepts)
+    url = peer.url(host=NEON_HOST, hostaddr="127.0.0.1", sslmode="verify-full", sslrootcert="system")
+    run = check(url, "--json", secret="pw")
+    assert_verdict(run, "tls", None, "intercepts TLS", absent=CA_BUNDLE_ADVICE)
+    assert "neondoctor test CA" in run.probe("tls")["summary"]
+
+    loose = check(peer.url(host=NEON_HOST, hostaddr="127.0.0.1", sslmode="require"), "--json", secret="pw")
+    tls = loose.probe("tls")
+    assert tls["status"] == "warn" and "intercepts TLS" in tls["summary"], tls
+
+
+NEON_HOST = "ep-cool-darkness-123456.us-east-2.aws.neon.tech"
+
+
+# --------------------------------------------------------------------------- TLS versions, channel binding
+
+
+def test_a_client_that_requires_a_tls_version_the_server_does_not_offer(pg_factory: Any) -> None:
+    old = pg_factory(ssl="ca", settings={"ssl_max_protocol_version": "TLSv1.2"})
+    run = check(old.url(sslmode="require", ssl_min_protocol_version="TLSv1.3"), "--json")
+    assert_verdict(run, "tls", None, "ssl_min_protocol_version", "overlap")
+    assert "TLSv1.3 or newer" in run.probe("tls")["summary"]
+
+
+def test_channel_binding_require_against_a_server_without_tls(pg_nossl: PgCluster) -> None:
+    run = check(pg_nossl.url(channel_binding="require"), "--json")
+    assert_verdict(run, "tls", "tls-channel-binding-without-ssl", "Turn TLS on", "channel_binding")

@@ -957,7 +957,7 @@ def _chain_problem(check: ChainCheck, cert: dict[str, Any] | None, roots: Roots)
     if cert is None:
         return None
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    issuer = cert.get("issuer_cn") or cert.get("issuer") or "its issuer"
+    issuer = _short_name(cert, "issuer") or "its issuer"
     if check.problem == "expired":
         return (
             f"it expired on {cert['not_after'][:10]}, {_days(-cert['days_left'])} ago",
@@ -1004,7 +1004,7 @@ def _chain_problem(check: ChainCheck, cert: dict[str, Any] | None, roots: Roots)
 
 
 def _intercepted(cert: dict[str, Any], host: str, mode: str, libpq_chain: bool) -> _Verdict:
-    issuer = cert.get("issuer_cn") or cert.get("issuer") or "an unknown issuer"
+    issuer = _short_name(cert, "issuer") or "an unknown issuer"
     summary = (
         f"the certificate for {host} was issued by '{issuer}', which no public CA vouches for, while Neon's "
         "certificates chain to a public root: something between you and Neon intercepts TLS (a corporate proxy, "
@@ -1069,6 +1069,12 @@ def cert_summary(cert: dict[str, Any]) -> str:
     left = cert["days_left"]
     validity = f"expired {_days(-left)} ago" if left < 0 else f"{_days(left)} left"
     return f"certificate for {subject} from {issuer}, {validity}"
+
+
+def _short_name(cert: dict[str, Any], which: str) -> str | None:
+    """A name as a person would say it: its CN, else its OU or O, else the whole name."""
+    full = cert.get(which) or ""
+    return cert.get(f"{which}_cn") or _attribute(full, "OU") or _attribute(full, "O") or full or None
 
 
 def _attribute(name: str, key: str) -> str | None:
