@@ -1072,9 +1072,9 @@ def cert_summary(cert: dict[str, Any]) -> str:
 
 
 def _short_name(cert: dict[str, Any], which: str) -> str | None:
-    """A name as a person would say it: its CN, else its OU or O, else the whole name."""
+    """A name as a person would say it: its CN, else its O or OU, else the whole name."""
     full = cert.get(which) or ""
-    return cert.get(f"{which}_cn") or _attribute(full, "OU") or _attribute(full, "O") or full or None
+    return cert.get(f"{which}_cn") or _attribute(full, "O") or _attribute(full, "OU") or full or None
 
 
 def _attribute(name: str, key: str) -> str | None:
