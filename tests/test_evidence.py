@@ -6,9 +6,11 @@ a user reads: the failing probe, the rule (if any), the next step's key words an
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
+from peers import _StreamPeer
 from pgcluster import PgCluster
 from test_check import check
 
@@ -191,3 +193,69 @@ def test_a_client_that_requires_a_tls_version_the_server_does_not_offer(pg_facto
 def test_channel_binding_require_against_a_server_without_tls(pg_nossl: PgCluster) -> None:
     run = check(pg_nossl.url(channel_binding="require"), "--json")
     assert_verdict(run, "tls", "tls-channel-binding-without-ssl", "Turn TLS on", "channel_binding")
+
+
+# --------------------------------------------------------------------------- manners
+
+
+LOG_COMPLAINTS = ("ERROR:", "FATAL:", "PANIC:", "could not receive data from client", "incomplete startup packet",
+                  "could not accept SSL connection", "unexpected EOF", "connection reset", "alert")
+
+
+@pytest.mark.parametrize(
+    ("sslmode", "with_root"),
+    [
+        ("disable", False),
+        ("allow", False),
+        ("prefer", False),
+        ("require", False),
+        ("prefer", True),
+        ("require", True),
+        ("verify-ca", True),
+        ("verify-full", True),
+    ],
+)
+def test_a_healthy_check_opens_two_connections_and_leaves_no_error_line(
+    pg: PgCluster, sslmode: str, with_root: bool
+) -> None:
+    params: dict[str, str] = {"sslmode": sslmode}
+    if with_root:
+        params["sslrootcert"] = str(pg.ca_path)
+    mark = pg.log_mark()
+    run = check(pg.url(host="localhost", **params), "--json")
+    assert run.code == 0, run.stdout
+    pg.wait_for_log(r"disconnection: .*user=alice", mark)
+    import time
+
+    time.sleep(0.3)
+    log = pg.log_since(mark)
+    assert log.count("connection received") <= 2, log
+    noisy = [line for line in log.splitlines() if any(word in line for word in LOG_COMPLAINTS)]
+    assert not noisy, log
+
+
+# --------------------------------------------------------------------------- deadlines
+
+
+class TricklePeer(_StreamPeer):
+    """Says 'S' to the SSLRequest, then answers the ClientHello one byte a second (a TLS record that never ends)."""
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.settimeout(30)
+        conn.recv(8)
+        conn.sendall(b"S")
+        conn.recv(4096)
+        for byte in b"\x16\x03\x03\x40\x00" + b"\x02" * 60:
+            if self._stop.wait(1.0):
+                return
+            conn.sendall(bytes([byte]))
+
+
+def test_a_peer_that_trickles_one_byte_a_second_cannot_hold_tls_past_the_step_deadline(fake_peers: Any) -> None:
+    peer = fake_peers._keep(TricklePeer())
+    run = check(f"postgresql://alice:pw@127.0.0.1:{peer.port}/app?sslmode=require", "--json", "--timeout", "2",
+                secret="pw")
+    assert run.seconds < 3.5, run.seconds
+    step = assert_verdict(run, "tls", None, "stalls")
+    assert "did not finish within 2 s" in run.probe("tls")["summary"], step
+    assert run.probe("tls")["duration_ms"] < 2600
