@@ -7,6 +7,7 @@ a user reads: the failing probe, the rule (if any), the next step's key words an
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -259,3 +260,74 @@ def test_a_peer_that_trickles_one_byte_a_second_cannot_hold_tls_past_the_step_de
     step = assert_verdict(run, "tls", None, "stalls")
     assert "did not finish within 2 s" in run.probe("tls")["summary"], step
     assert run.probe("tls")["duration_ms"] < 2600
+
+
+# --------------------------------------------------------------------------- tcp: firewall, cold start, IPv6
+
+
+@pytest.fixture
+def blackhole() -> Iterator[tuple[str, int]]:
+    """A loopback port whose accept queue is full: the kernel drops new SYNs, as a firewall's DROP does."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers: list[socket.socket] = []
+    try:
+        for _ in range(16):
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.settimeout(0.2)
+            fillers.append(filler)
+            try:
+                filler.connect(address)
+            except TimeoutError:
+                yield address
+                return
+        pytest.skip("could not fill the accept queue on this kernel")
+    finally:
+        for sock in fillers:
+            sock.close()
+        listener.close()
+
+
+class SlowStartPeer(_StreamPeer):
+    """Accepts TCP at once and answers the SSLRequest only after ``delay`` seconds (a server waking up)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.settimeout(30)
+        conn.recv(8)
+        if not self._stop.wait(self.delay):
+            conn.sendall(b"N")
+
+
+def test_dropped_packets_are_a_firewall_told_by_the_silent_connect(blackhole: tuple[str, int]) -> None:
+    host, port = blackhole
+    run = check(f"postgresql://alice:pw@{host}:{port}/app", "--json", "--timeout", "1", secret="pw")
+    step = assert_verdict(run, "tcp", "tcp-timeout", "no answer", "firewall")
+    assert run.report["verdict"]["next_step_from"] == "probe", step
+
+
+def test_a_slow_start_accepts_tcp_at_once_and_is_not_called_a_firewall(fake_peers: Any) -> None:
+    peer = fake_peers._keep(SlowStartPeer(delay=3))
+    run = check(f"postgresql://alice:pw@127.0.0.1:{peer.port}/app", "--json", "--timeout", "1", secret="pw")
+    assert_verdict(run, "tls", None, "answers slowly", "cold start", absent=("firewall, security group",))
+    summary = run.probe("tls")["summary"]
+    assert "accepted TCP in" in summary and "not a firewall" in summary
+
+
+def test_a_literal_ipv6_loopback_against_an_ipv4_only_server(pg_factory: Any) -> None:
+    v4only = pg_factory(ssl="ca", ipv6=False)
+    run = check(v4only.url(host="::1", sslmode="require"), "--json")
+    assert_verdict(run, "tcp", "tcp-connection-refused", "IPv4 only", "listen_addresses")
+
+
+def test_a_name_with_only_ipv6_addresses_against_an_ipv4_only_server(pg_factory: Any, dns_server: Any) -> None:
+    v4only = pg_factory(ssl="ca", ipv6=False)
+    ns = dns_server({"db.v6only.invalid": ["::1"]})
+    run = check(v4only.url(host="db.v6only.invalid", sslmode="require"), "--json", "--nameserver", str(ns))
+    assert_verdict(run, "tcp", "tcp-connection-refused", "only to IPv6", "listen_addresses")
+    assert "the name gave only IPv6 addresses" in run.probe("tcp")["summary"]
