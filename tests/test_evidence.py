@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from peers import _StreamPeer
-from pgcluster import PgCluster
+from pgcluster import PgCluster, _os_user, start_cluster
 from test_check import check
 
 from neondoctor.checklist import choose_next_step, fitting_fixes, make_verdict
@@ -331,3 +331,89 @@ def test_a_name_with_only_ipv6_addresses_against_an_ipv4_only_server(pg_factory:
     run = check(v4only.url(host="db.v6only.invalid", sslmode="require"), "--json", "--nameserver", str(ns))
     assert_verdict(run, "tcp", "tcp-connection-refused", "only to IPv6", "listen_addresses")
     assert "the name gave only IPv6 addresses" in run.probe("tcp")["summary"]
+
+
+# --------------------------------------------------------------------------- server states: retry never helps
+
+
+def standby(hot_standby: bool) -> Iterator[PgCluster]:
+    """A server held in standby mode (standby.signal, no primary to follow): in recovery for good."""
+    cluster = start_cluster(ssl="ca", settings={"wal_level": "replica", "hot_standby": hot_standby})
+    try:
+        _os_user().run(["touch", str(cluster.datadir / "standby.signal")], cwd=cluster.basedir)
+        cluster.restart()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def hot_standby_pg(pg_bindir: Any) -> Iterator[PgCluster]:
+    yield from standby(True)
+
+
+@pytest.fixture(scope="module")
+def cold_standby_pg(pg_bindir: Any) -> Iterator[PgCluster]:
+    yield from standby(False)
+
+
+def test_a_standby_with_hot_standby_off_is_named_and_retry_is_not_advised(cold_standby_pg: PgCluster) -> None:
+    run = check(cold_standby_pg.url(sslmode="require"), "--json")
+    step = assert_verdict(run, "auth", "server-starting-up", "hot_standby", "primary", absent=("Retry with",))
+    assert "will not help" in step
+    assert run.probe("auth")["details"]["server_state"] == "standby-no-hot-standby"
+
+
+def test_read_write_against_a_standby_says_point_at_the_primary(hot_standby_pg: PgCluster) -> None:
+    run = check(hot_standby_pg.url(sslmode="require", target_session_attrs="read-write"), "--json")
+    step = assert_verdict(run, "auth", "server-standby-target-session-attrs", "standby", "primary",
+                          absent=("Retry with", "neondoctor check"))
+    assert "will not help" in step
+
+
+def test_a_standby_that_lets_us_in_is_reported_as_read_only(hot_standby_pg: PgCluster) -> None:
+    run = check(hot_standby_pg.url(sslmode="require"), "--json")
+    assert run.code == 0, run.stdout
+    auth = run.probe("auth")
+    assert auth["details"]["hot_standby"] is True and "read-only standby" in auth["summary"]
+
+
+def test_a_smart_shutdown_in_progress_is_not_a_retry(pg_bindir: Any) -> None:
+    import psycopg
+
+    cluster = start_cluster(ssl="ca")
+    try:
+        held = psycopg.connect(**cluster.conninfo())
+        cluster._pg_ctl("-m", "smart", "-W", "stop")
+        cluster.wait_for_log(r"received smart shutdown request")
+        run = check(cluster.url(sslmode="require"), "--json")
+        step = assert_verdict(run, "auth", "server-starting-up", "shutting down", absent=("Retry with",))
+        assert "will not help" in step
+        held.close()
+    finally:
+        cluster.stop()
+
+
+def test_a_socket_directory_with_no_server_behind_it(tmp_path: Any) -> None:
+    empty = tmp_path / "sockets"
+    empty.mkdir()
+    run = check(f"postgresql://alice:pw@/app?host={empty}", "--json", secret="pw")
+    step = assert_verdict(run, "auth", "tcp-unix-socket-missing", "No server has a socket", "start the server",
+                          absent=("DATABASE_URL",))
+    assert str(empty) in step
+
+
+def test_a_socket_directory_whose_server_listens_on_another_port(pg: PgCluster) -> None:
+    run = check(f"postgresql://alice:pw@/app?host={pg.socket_dir}&port=1", "--json", secret="pw")
+    assert_verdict(run, "auth", "tcp-unix-socket-missing", f"port {pg.port}")
+
+
+def test_a_pooler_whose_backend_is_down_hangs_the_login_after_a_quick_tls(pg_protocol_peer: Any) -> None:
+    """PgBouncer with its server down: TCP and TLS answer in a millisecond, the login waits for a backend."""
+    from peers import PgScript, Sleep
+
+    peer = pg_protocol_peer(PgScript(steps=(Sleep(30),)))
+    run = check(peer.url(sslmode="require"), "--json", "--timeout", "2", secret="pw")
+    step = assert_verdict(run, "auth", None, "cannot reach its database server", absent=("Retry with",))
+    assert "PgBouncer" in step
+    assert "login hung" in run.probe("auth")["summary"]
