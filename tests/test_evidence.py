@@ -6,13 +6,14 @@ a user reads: the failing probe, the rule (if any), the next step's key words an
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from peers import _StreamPeer
-from pgcluster import PgCluster, _os_user, start_cluster
+from pgcluster import PgCluster, _os_user, harness_ca, start_cluster
 from test_check import check
 
 from neondoctor.checklist import choose_next_step, fitting_fixes, make_verdict
@@ -417,3 +418,50 @@ def test_a_pooler_whose_backend_is_down_hangs_the_login_after_a_quick_tls(pg_pro
     step = assert_verdict(run, "auth", None, "cannot reach its database server", absent=("Retry with",))
     assert "PgBouncer" in step
     assert "login hung" in run.probe("auth")["summary"]
+
+
+# --------------------------------------------------------------------------- client certificates
+
+
+@pytest.fixture(scope="module")
+def clientcert_pg(pg_factory: Any) -> PgCluster:
+    """TLS with the harness CA as ssl_ca_file and hba asking for a client certificate whose CN is the user."""
+    return pg_factory(
+        ssl="ca",
+        settings={"ssl_ca_file": str(harness_ca().path)},
+        hba=["hostssl all all 127.0.0.1/32 scram-sha-256 clientcert=verify-full"],
+    )
+
+
+def client_cert(directory: Any, cn: str, mode: int = 0o600) -> dict[str, str]:
+    leaf = harness_ca().ca.issue_cert(cn, common_name=cn)
+    cert, key = directory / f"{cn}.crt", directory / f"{cn}.key"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    os.chmod(key, mode)
+    return {"sslcert": str(cert), "sslkey": str(key)}
+
+
+def test_a_server_that_requires_a_client_certificate(clientcert_pg: PgCluster) -> None:
+    run = check(clientcert_pg.url(sslmode="require"), "--json")
+    assert_verdict(run, "auth", "auth-client-cert-required", "sslcert=", "sslkey=", "CN=alice")
+
+
+def test_a_client_certificate_with_the_right_cn_passes(clientcert_pg: PgCluster, tmp_path: Any) -> None:
+    run = check(clientcert_pg.url(sslmode="require", **client_cert(tmp_path, "alice")), "--json")
+    assert run.code == 0, run.stdout
+    assert run.probe("tls")["details"]["client_certificate"]["cn"] == "alice"
+
+
+def test_a_client_certificate_whose_cn_is_another_user(clientcert_pg: PgCluster, tmp_path: Any) -> None:
+    run = check(clientcert_pg.url(sslmode="require", **client_cert(tmp_path, "bob")), "--json")
+    step = assert_verdict(run, "auth", "auth-password-failed", "CN=bob", "alice", "pg_ident.conf",
+                          absent=("VALID UNTIL",))
+    assert "CN mismatch" in clientcert_pg.log_text()
+    assert "CN=bob, not the user alice" in " ".join(run.probe("tls")["details"].get("notes", [])), step
+
+
+def test_a_client_key_that_others_can_read(clientcert_pg: PgCluster, tmp_path: Any) -> None:
+    files = client_cert(tmp_path, "alice", mode=0o644)
+    run = check(clientcert_pg.url(sslmode="require", **files), "--json")
+    assert_verdict(run, "tls", "tls-client-key-permissions", "chmod 0600", files["sslkey"])

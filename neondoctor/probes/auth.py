@@ -91,7 +91,10 @@ def _failure(ctx: CheckContext, raw: str, sqlstate: str | None, elapsed_ms: floa
     matches = explain_failure(text, ctx.options.rules_dirs)
     summary = server_message(text)
     top = matches[0] if matches else {}
-    if top.get("hint"):
+    found = read_evidence(ctx, text, elapsed_ms)
+    if found is not None and found.note:
+        summary += f" ({found.note})"
+    elif top.get("hint"):
         summary += f" ({top['hint']})"
     elif top.get("layer") == "slots":
         summary += " (no connection slot left for this role: a slots problem)"
@@ -100,11 +103,8 @@ def _failure(ctx: CheckContext, raw: str, sqlstate: str | None, elapsed_ms: floa
         details["sqlstate"] = sqlstate
     if top.get("layer"):
         details["layer"] = top["layer"]
-    found = read_evidence(ctx, text, elapsed_ms)
     if found is not None:
         details["server_state"] = found.state
-        if found.note:
-            summary += f" ({found.note})"
         return ProbeResult(name, Status.FAIL, summary, details=details, matches=matches, next_step=found.next_step,
                            exact_next_step=True)
     return ProbeResult(
@@ -162,11 +162,45 @@ def read_evidence(ctx: CheckContext, text: str, elapsed_ms: float) -> Evidence |
             "string at a standby, or drop target_session_attrs",
             f"a primary, refused by target_session_attrs={attrs}",
         )
+    client = _client_certificate(ctx, lowered)
+    if client is not None:
+        return client
     socket_missing = _SOCKET_MISSING.search(text)
     if socket_missing:
         return _no_socket(socket_missing.group("socket"))
     if "timeout expired" in lowered:
         return _login_hangs(ctx, elapsed_ms)
+    return None
+
+
+def _client_certificate(ctx: CheckContext, lowered: str) -> Evidence | None:
+    cn = ctx.facts.get("client_cert_cn")
+    user = ctx.target.user
+    if "connection requires a valid client certificate" in lowered:
+        if cn is None:
+            return Evidence(
+                "client-cert-required",
+                "The server requires a client certificate (pg_hba.conf clientcert=verify-ca/verify-full, or cert "
+                "authentication) and this string sends none: add "
+                "sslcert=/path/to/client.crt&sslkey=/path/to/client.key, a certificate signed by the CA in the "
+                f"server's ssl_ca_file, with CN={user or '<user>'}",
+                "no client certificate sent",
+            )
+        return Evidence(
+            "client-cert-rejected",
+            f"The server did not accept the client certificate (CN={cn}): it must be signed by the CA in the server's "
+            "ssl_ca_file; check which CA issued it",
+            "the client certificate was not accepted",
+        )
+    failed = "password authentication failed" in lowered or "certificate authentication failed" in lowered
+    if failed and cn is not None and user and cn != user:
+        return Evidence(
+            "client-cert-other-user",
+            f"The client certificate is for CN={cn}, but you log in as {user}: with clientcert=verify-full (or cert "
+            "authentication) the server compares the two and says only that authentication failed (its log says "
+            f"'CN mismatch'). Use {user}'s certificate, log in as {cn}, or map the names in pg_ident.conf",
+            f"the client certificate is {cn}'s",
+        )
     return None
 
 

@@ -316,6 +316,59 @@ def verify_chain(chain: list[bytes], roots: list[Any], now: dt.datetime | None =
     return ChainCheck(False, "unable to get local issuer certificate", "unknown-ca", len(certs))
 
 
+# --------------------------------------------------------------------------- client certificate (libpq rules)
+
+
+def client_files(ctx: CheckContext) -> tuple[str | None, str | None]:
+    """The client certificate and key libpq would send: sslcert/sslkey, else ~/.postgresql/postgresql.{crt,key}."""
+    params = ctx.target.params
+    cert = params.get("sslcert") or os.environ.get("PGSSLCERT") or str(Path.home() / ".postgresql" / "postgresql.crt")
+    key = params.get("sslkey") or os.environ.get("PGSSLKEY") or str(Path.home() / ".postgresql" / "postgresql.key")
+    return (cert if os.path.isfile(cert) else None), (key if os.path.isfile(key) else None)
+
+
+def key_permission_problem(path: str) -> str | None:
+    """libpq's own check (fe-secure-openssl.c): 0600 or less if the user owns the key, 0640 or less if root does."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+        return f"{oct(info.st_mode & 0o777)[2:]}, owned by you"
+    if info.st_uid == 0 and info.st_uid != os.geteuid() and info.st_mode & 0o037:
+        return f"{oct(info.st_mode & 0o777)[2:]}, owned by root"
+    return None
+
+
+def inspect_client_certificate(ctx: CheckContext, details: dict[str, Any]) -> _Verdict | None:
+    cert_path, key_path = client_files(ctx)
+    if cert_path is None:
+        return None
+    info: dict[str, Any] = {"path": cert_path, "key": key_path}
+    details["client_certificate"] = info
+    try:
+        from cryptography import x509
+
+        cert = describe_certificate(x509.load_pem_x509_certificate(Path(cert_path).read_bytes()))
+    except (OSError, ValueError) as exc:
+        info["error"] = str(exc)
+        cert = None
+    if cert is not None:
+        info.update(subject=cert["subject"], cn=cert["subject_cn"], days_left=cert["days_left"])
+        ctx.facts["client_cert_cn"] = cert["subject_cn"]
+    if key_path is not None and (problem := key_permission_problem(key_path)):
+        info["key_mode"] = problem
+        return _Verdict(
+            Status.FAIL,
+            f"libpq refuses the client key {key_path}: others can read it (mode {problem})",
+            f"chmod 0600 {key_path} (libpq sends no key that others can read: 0600 if you own it, 0640 if root does)",
+            f'private key file "{key_path}" has group or world access; file must have permissions u=rw (0600) or '
+            "less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root",
+            exact=True,
+        )
+    return None
+
+
 # --------------------------------------------------------------------------- wire
 
 
@@ -621,6 +674,16 @@ def run(ctx: CheckContext) -> ProbeResult:
     except ValueError as exc:
         check = ChainCheck(False, f"could not decode the chain: {exc}", "unknown-ca")
     verdict = _judge(ctx, mode, roots, check, cert, host, sni, details)
+    if mode != "disable" and verdict.status is not Status.FAIL:
+        client = inspect_client_certificate(ctx, details)
+        if client is not None:
+            verdict = client
+        elif ctx.target.user and ctx.facts.get("client_cert_cn") not in (None, ctx.target.user):
+            verdict.notes.append(
+                f"the client certificate is for CN={ctx.facts['client_cert_cn']}, not the user "
+                f"{ctx.target.user}: a server with clientcert=verify-full or cert authentication "
+                "refuses it unless pg_ident.conf maps the names"
+            )
     return _result(ctx, verdict, details)
 
 
