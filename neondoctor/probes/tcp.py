@@ -141,6 +141,9 @@ def _ipv6_only_step(attempt: Attempt, ctx: CheckContext) -> str:
 def run(ctx: CheckContext) -> ProbeResult:
     if not ctx.addresses:
         return ProbeResult(name, Status.SKIP, "no TCP address to connect to (Unix socket or nothing resolved)")
+    from neondoctor.probes.tls import warm_up
+
+    warm_up(ctx)
     hosts: dict[tuple[str, int], str] = ctx.facts.get("address_hosts") or {}
     attempts: list[Attempt] = []
     kept: socket.socket | None = None

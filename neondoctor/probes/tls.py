@@ -1,10 +1,13 @@
 """tls: SSLRequest, a TLS handshake with SNI, the certificate, and what the URL's sslmode makes of it.
 
-One handshake, without verification, in every sslmode: the server sees one clean TLS session closed
-with close_notify (a verifying handshake that fails sends an alert the server logs as an error, and
-needs a second connection to read the certificate). The chain the server sent is then checked offline
-with cryptography's verifier against the roots libpq would use, and the host name with libpq's own
-verify-full rules. The whole step, SSLRequest to close, ends at one deadline however the peer trickles.
+One handshake per check. Where libpq will verify the chain (verify-ca, verify-full, or a root file
+present), OpenSSL verifies it in that handshake exactly as libpq will, and the ssl module decodes the
+leaf: the healthy path imports nothing more. Where libpq verifies nothing, the handshake verifies
+nothing either (a failed verification would send an alert the server logs as an error), and the
+served chain is checked offline with cryptography's verifier against the system's roots, for the
+notes and for a TLS-intercepting proxy. When OpenSSL rejects a chain, a second, unverified handshake
+fetches it and cryptography says why: expired, not yet valid, an intermediate left out, an unknown CA.
+The host name follows libpq's verify-full rules. The whole step ends at one deadline.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import select
 import socket
 import ssl
 import struct
+import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -42,6 +47,29 @@ STRONG_MODES = ("require", "verify-ca", "verify-full")
 
 
 # --------------------------------------------------------------------------- certificates (cryptography)
+
+_warm: threading.Thread | None = None
+
+
+def warm_up(ctx: CheckContext) -> None:
+    """Import cryptography's X.509 modules in the background while the network steps wait on the server.
+
+    Only where the check will need them on a healthy path: libpq verifies nothing (the chain is checked
+    offline) or a client certificate is to be read. The import costs ~35 ms of a ~200 ms check; started
+    before TCP connects, part of it hides behind the round trips. Later imports wait for it.
+    """
+    global _warm
+    mode = ctx.target.sslmode
+    if mode in ("disable", *VERIFY_MODES) and client_files(ctx)[0] is None:
+        return
+    if _warm is None and "cryptography.x509.verification" not in sys.modules:
+        _warm = threading.Thread(target=_import_cryptography, name="tls-warm-up", daemon=True)
+        _warm.start()
+
+
+def _import_cryptography() -> None:
+    with contextlib.suppress(ImportError):
+        import cryptography.x509.verification  # noqa: F401
 
 _NAME_KEYS = {"2.5.4.5": "serialNumber", "1.2.840.113549.1.9.1": "emailAddress"}
 
@@ -77,6 +105,41 @@ def read_certificate(der: bytes, now: dt.datetime | None = None) -> dict[str, An
     """Subject, issuer, SAN and validity of an X.509 certificate, from its DER bytes (ValueError if it is none)."""
     cert = _load_der(der)
     return describe_certificate(cert, now)
+
+
+_STDLIB_NAMES = {"commonName": "CN", "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST",
+                 "organizationName": "O", "organizationalUnitName": "OU"}
+
+
+def stdlib_certificate(peer: dict[str, Any], now: dt.datetime | None = None) -> dict[str, Any]:
+    """The same fields from the ssl module's decoding of a verified peer (no cryptography import on that path)."""
+
+    def pairs(rdns: Any) -> list[tuple[str, str]]:
+        return [(_STDLIB_NAMES.get(key, key), value) for rdn in rdns for key, value in rdn]
+
+    san = []
+    for kind, value in peer.get("subjectAltName", ()):
+        if kind == "DNS":
+            san.append(f"DNS:{value}")
+        elif kind == "IP Address":
+            san.append(f"IP:{ipaddress.ip_address(value.strip())}")
+        elif kind in ("email", "URI"):
+            san.append(f"{kind}:{value}")
+    subject, issuer = pairs(peer.get("subject", ())), pairs(peer.get("issuer", ()))
+    not_before = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(peer["notBefore"]), dt.UTC)
+    not_after = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(peer["notAfter"]), dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
+    return {
+        "subject": ", ".join(f"{k}={v}" for k, v in subject),
+        "subject_cn": next((v for k, v in subject if k == "CN"), None),
+        "issuer": ", ".join(f"{k}={v}" for k, v in issuer),
+        "issuer_cn": next((v for k, v in issuer if k == "CN"), None),
+        "san": san,
+        "not_before": not_before.isoformat(),
+        "not_after": not_after.isoformat(),
+        "days_left": int((not_after - now).total_seconds() / 86400),
+        "self_signed": subject == issuer,
+    }
 
 
 def describe_certificate(cert: Any, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -210,15 +273,17 @@ def tls_versions(params: dict[str, str]) -> tuple[str, str | None]:
     return low, high
 
 
-def _client_context(params: dict[str, str]) -> ssl.SSLContext:
-    """What libpq offers: its TLS versions, ALPN ``postgresql``, no verification (the chain is checked offline).
-
-    One handshake that accepts any certificate costs the server one clean TLS session: a verifying
-    handshake that fails sends an alert the server logs as an error, and needs a second one to read the chain.
-    """
+def _client_context(params: dict[str, str], roots: Roots | None = None) -> ssl.SSLContext:
+    """What libpq offers: its TLS versions, ALPN ``postgresql``; with ``roots``, OpenSSL verifies the chain as
+    libpq will (the host name is checked by :func:`hostname_matches`), else nothing is verified here."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    if roots is None:
+        context.verify_mode = ssl.CERT_NONE
+    elif roots.system:
+        context.load_default_certs()
+    else:
+        context.load_verify_locations(cafile=roots.path)
     low, high = tls_versions(params)
     with contextlib.suppress(ValueError, KeyError):
         context.minimum_version = _TLS_VERSIONS[low.lower()]
@@ -454,6 +519,10 @@ class Handshake:
     error: str | None = None
     alert: str | None = None
     """OpenSSL's reason for a failed handshake, e.g. ``tlsv1 alert protocol version``."""
+    verify_error: str | None = None
+    """OpenSSL's words when a verifying handshake rejected the chain, e.g. ``certificate has expired``."""
+    peer: dict[str, Any] = field(default_factory=dict)
+    """The leaf as the ssl module decodes it after a verifying handshake (empty otherwise)."""
     timed_out: bool = False
     clean_close: bool = False
 
@@ -499,6 +568,9 @@ def handshake(sock: socket.socket, context: ssl.SSLContext, sni: str | None, dea
         return Handshake(False, error=str(exc))
     try:
         _drive(tls, tls.do_handshake, deadline)
+    except ssl.SSLCertVerificationError as exc:
+        _close(tls)
+        return Handshake(False, verify_error=exc.verify_message or exc.reason or str(exc))
     except TimeoutError:
         _close(tls)
         return Handshake(False, error="the TLS handshake timed out", timed_out=True)
@@ -514,6 +586,7 @@ def handshake(sock: socket.socket, context: ssl.SSLContext, sni: str | None, dea
         cipher=cipher[0] if cipher else None,
         bits=cipher[2] if cipher else None,
         alpn=tls.selected_alpn_protocol(),
+        peer=tls.getpeercert() or {},
     )
     try:
         _drive(tls, tls.unwrap, min(deadline, time.monotonic() + 1.0)).close()
@@ -633,23 +706,30 @@ def run(ctx: CheckContext) -> ProbeResult:
 
     ctx.facts["tls_supported"] = True
     started = time.monotonic()
-    first = handshake(sock, _client_context(ctx.target.params), sni, deadline)
+    verifying = roots.usable and mode not in ("disable", "allow")
+    first = handshake(sock, _client_context(ctx.target.params, roots if verifying else None), sni, deadline)
     details["handshake_ms"] = round((time.monotonic() - started) * 1000, 1)
     ctx.facts["tls_handshake_ms"] = details["handshake_ms"]
     prefix = f"connection to server at {_where(host, address)}, port {address.port} failed: "
-    if not first.ok:
-        return _result(ctx, _handshake_failed(ctx, first, mode, direct, prefix, details), details)
+    source = first
+    if first.verify_error is not None and not ctx.facts.get("abandoned"):
+        source = _fetch_chain(ctx, address, direct, sni, deadline)
+        details["connections"] = connections = connections + 1
+    if not source.ok:
+        if first.verify_error is not None:
+            source = Handshake(False, error=f"SSL error: certificate verify failed ({first.verify_error})")
+        return _result(ctx, _handshake_failed(ctx, source, mode, direct, prefix, details), details)
     details.update(
         {
-            "protocol": first.protocol,
-            "cipher": first.cipher,
-            "cipher_bits": first.bits,
-            "alpn": first.alpn,
-            "closed_with_close_notify": first.clean_close,
-            "chain_length": len(first.chain),
+            "protocol": source.protocol,
+            "cipher": source.cipher,
+            "cipher_bits": source.bits,
+            "alpn": source.alpn,
+            "closed_with_close_notify": source.clean_close,
+            "chain_length": len(source.chain),
         }
     )
-    if direct and first.der and first.alpn != ALPN:
+    if direct and source.der and source.alpn != ALPN:
         return _result(
             ctx,
             _Verdict(
@@ -660,19 +740,27 @@ def run(ctx: CheckContext) -> ProbeResult:
             ),
             details,
         )
-    ctx.facts["tls_version"] = first.protocol
-    ctx.facts["tls_cipher"] = first.cipher
+    ctx.facts["tls_version"] = source.protocol
+    ctx.facts["tls_cipher"] = source.cipher
     cert: dict[str, Any] | None = None
-    if first.der:
-        try:
-            cert = read_certificate(first.der)
-        except ValueError as exc:
-            details["certificate_error"] = f"could not decode the certificate: {exc}"
-    details["certificate"] = cert
     try:
-        check = verify_chain(first.chain, load_roots(roots)) if cert else ChainCheck(False, "no certificate")
-    except ValueError as exc:
-        check = ChainCheck(False, f"could not decode the chain: {exc}", "unknown-ca")
+        if source.peer:
+            cert = stdlib_certificate(source.peer)
+        elif source.der:
+            cert = read_certificate(source.der)
+    except (ValueError, KeyError) as exc:
+        details["certificate_error"] = f"could not decode the certificate: {exc}"
+    details["certificate"] = cert
+    if verifying and first.ok:
+        check = ChainCheck(True, served=len(first.chain))
+    else:
+        try:
+            check = verify_chain(source.chain, load_roots(roots)) if cert else ChainCheck(False, "no certificate")
+        except ValueError as exc:
+            check = ChainCheck(False, f"could not decode the chain: {exc}", "unknown-ca")
+        if first.verify_error is not None:
+            check.ok = False
+            check.error = first.verify_error
     verdict = _judge(ctx, mode, roots, check, cert, host, sni, details)
     if mode != "disable" and verdict.status is not Status.FAIL:
         client = inspect_client_certificate(ctx, details)
@@ -685,6 +773,18 @@ def run(ctx: CheckContext) -> ProbeResult:
                 "refuses it unless pg_ident.conf maps the names"
             )
     return _result(ctx, verdict, details)
+
+
+def _fetch_chain(ctx: CheckContext, address: Address, direct: bool, sni: str | None, deadline: float) -> Handshake:
+    """OpenSSL rejected the chain as libpq will: fetch it without verification, once, to say why."""
+    try:
+        sock = connect(address, max(0.05, deadline - time.monotonic()))
+    except OSError as exc:
+        return Handshake(False, error=str(exc))
+    if not direct and negotiate(sock, deadline).kind != "S":
+        _close(sock)
+        return Handshake(False, error="the server did not accept TLS a second time")
+    return handshake(sock, _client_context(ctx.target.params), sni, deadline)
 
 
 def _result(ctx: CheckContext, verdict: _Verdict, details: dict[str, Any]) -> ProbeResult:
