@@ -465,3 +465,21 @@ def test_a_client_key_that_others_can_read(clientcert_pg: PgCluster, tmp_path: A
     files = client_cert(tmp_path, "alice", mode=0o644)
     run = check(clientcert_pg.url(sslmode="require", **files), "--json")
     assert_verdict(run, "tls", "tls-client-key-permissions", "chmod 0600", files["sslkey"])
+
+
+# --------------------------------------------------------------------------- Neon advice only for Neon
+
+
+def test_a_missing_name_on_a_self_hosted_domain_gets_no_neon_console_advice(dns_server: Any) -> None:
+    ns = dns_server({})
+    run = check("postgresql://alice:pw@db.nowhere.invalid/app", "--json", "--nameserver", str(ns), secret="pw")
+    assert_verdict(run, "dns", "dns-host-not-found", "typos", absent=("console", "Neon"))
+
+
+def test_a_wrong_password_on_neon_keeps_the_neon_console_step(pg_protocol_peer: Any) -> None:
+    from peers import NeonPresets
+
+    peer = pg_protocol_peer(NeonPresets.password_failed)
+    url = peer.url(host=NEON_HOST, hostaddr="127.0.0.1", sslmode="verify-full", sslrootcert=str(peer.ca_path))
+    run = check(url, "--json", secret="pw")
+    assert_verdict(run, "auth", "auth-password-failed", "Neon console", absent=("VALID UNTIL",))
