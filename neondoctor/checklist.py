@@ -228,6 +228,9 @@ def make_verdict(results: list[ProbeResult], ctx: CheckContext, options: CheckOp
         top = failed.matches[0] if failed.matches else None
         next_step, source = choose_next_step(failed)
         layer = top.get("layer") if top else None
+        passed = {r.name for r in results if r.status in (Status.PASS, Status.WARN)}
+        if layer in passed:
+            layer = None  # the rule blames a layer this run saw working: the evidence wins
         where = failed.name
         if layer and layer not in (failed.name, "url", "server", "client", "database", "pooler") and failed.name in (
             "auth",

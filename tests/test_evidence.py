@@ -7,13 +7,18 @@ a user reads: the failing probe, the rule (if any), the next step's key words an
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from peers import _StreamPeer
-from pgcluster import PgCluster, _os_user, harness_ca, start_cluster
+from pgcluster import PgCluster, _os_user, free_port, harness_ca, on_ci, session_dir, start_cluster
 from test_check import check
 
 from neondoctor.checklist import choose_next_step, fitting_fixes, make_verdict
@@ -227,8 +232,6 @@ def test_a_healthy_check_opens_two_connections_and_leaves_no_error_line(
     run = check(pg.url(host="localhost", **params), "--json")
     assert run.code == 0, run.stdout
     pg.wait_for_log(r"disconnection: .*user=alice", mark)
-    import time
-
     time.sleep(0.3)
     log = pg.log_since(mark)
     assert log.count("connection received") <= 2, log
@@ -483,3 +486,55 @@ def test_a_wrong_password_on_neon_keeps_the_neon_console_step(pg_protocol_peer: 
     url = peer.url(host=NEON_HOST, hostaddr="127.0.0.1", sslmode="verify-full", sslrootcert=str(peer.ca_path))
     run = check(url, "--json", secret="pw")
     assert_verdict(run, "auth", "auth-password-failed", "Neon console", absent=("VALID UNTIL",))
+
+
+PGBOUNCER = shutil.which("pgbouncer") or next(
+    (path for path in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.path.exists(path)), None
+)
+
+
+@pytest.fixture
+def pgbouncer_without_backend() -> Iterator[int]:
+    """A real PgBouncer with client TLS whose [databases] entry points at a port where nothing listens."""
+    if PGBOUNCER is None:
+        if on_ci():
+            pytest.fail("pgbouncer is missing: .ci/run must install it", pytrace=False)
+        pytest.skip("pgbouncer is not installed")
+    directory = Path(tempfile.mkdtemp(prefix="pgbouncer-", dir=session_dir()))
+    os.chmod(directory, 0o755)
+    cert, key = harness_ca().issue(directory, ["localhost", "127.0.0.1"])
+    port, dead = free_port(ipv6=False), free_port(ipv6=False)
+    (directory / "userlist.txt").write_text('"alice" "pw"\n')
+    (directory / "pgbouncer.ini").write_text(
+        f"[databases]\napp = host=127.0.0.1 port={dead} dbname=app\n[pgbouncer]\nlisten_addr = 127.0.0.1\n"
+        f"listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {directory}/userlist.txt\n"
+        f"client_tls_sslmode = allow\nclient_tls_key_file = {key}\nclient_tls_cert_file = {cert}\n"
+        f"logfile = {directory}/pgbouncer.log\npidfile = {directory}/pgbouncer.pid\n"
+    )
+    _os_user().own(directory, *directory.iterdir())
+    process = subprocess.Popen(_os_user().argv([PGBOUNCER, str(directory / "pgbouncer.ini")]),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail(f"pgbouncer did not start: {(directory / 'pgbouncer.log').read_text()}")
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_real_pgbouncer_whose_server_is_down(pgbouncer_without_backend: int) -> None:
+    url = f"postgresql://alice:pw@127.0.0.1:{pgbouncer_without_backend}/app?sslmode=require"
+    run = check(url, "--json", "--timeout", "2", secret="pw")
+    assert run.seconds < 4, run.seconds
+    step = assert_verdict(run, "auth", None, "cannot reach its database server", "PgBouncer", absent=("Retry",))
+    assert run.probe("tcp")["status"] == "pass" and run.probe("tls")["details"]["handshake_ms"] < 1000
+    assert "(a tcp problem)" not in run.report["verdict"]["summary"], step
