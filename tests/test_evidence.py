@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peers import _StreamPeer
+from peers import PgProtocolPeer, _StreamPeer
 from pgcluster import PgCluster, _os_user, free_port, harness_ca, on_ci, session_dir, start_cluster
 from test_check import check
 
@@ -538,3 +538,42 @@ def test_a_real_pgbouncer_whose_server_is_down(pgbouncer_without_backend: int) -
     step = assert_verdict(run, "auth", None, "cannot reach its database server", "PgBouncer", absent=("Retry",))
     assert run.probe("tcp")["status"] == "pass" and run.probe("tls")["details"]["handshake_ms"] < 1000
     assert "(a tcp problem)" not in run.report["verdict"]["summary"], step
+
+
+class PublicCaLookalikePeer(PgProtocolPeer):
+    """A Neon-like peer whose certificate comes from a CA named like Let's Encrypt that no root store holds."""
+
+    def start(self) -> PublicCaLookalikePeer:
+        import ssl
+
+        import trustme
+
+        super().start()
+        leaf = trustme.CA(organization_name="Let's Encrypt").issue_cert(*self._cert_names)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        leaf.configure_cert(context)
+        context.set_alpn_protocols(["postgresql"])
+        self._context = context
+        return self
+
+
+def test_a_public_ca_missing_from_an_old_root_store_is_not_called_an_interception(fake_peers: Any) -> None:
+    from peers import NeonPresets
+    from psycopg import pq
+
+    if pq.version() < 160000:
+        pytest.skip("sslrootcert=system needs libpq >= 16")
+    peer = fake_peers._keep(PublicCaLookalikePeer(NeonPresets.accepts))
+    url = peer.url(host=NEON_HOST, hostaddr="127.0.0.1", sslmode="verify-full", sslrootcert="system")
+    run = check(url, "--json", secret="pw")
+    assert_verdict(run, "tls", "tls-cert-verify-failed", "CA bundle", "ca-certificates", absent=("intercept",))
+
+
+def test_a_neon_login_that_hangs_after_a_quick_tls_is_the_compute_waking(pg_protocol_peer: Any) -> None:
+    from peers import Sleep, neon_proxy
+
+    peer = pg_protocol_peer(neon_proxy(Sleep(30)))
+    url = peer.url(host=NEON_HOST, hostaddr="127.0.0.1", sslmode="verify-full", sslrootcert=str(peer.ca_path))
+    run = check(url, "--json", "--timeout", "2", secret="pw")
+    step = assert_verdict(run, "auth", None, "compute", "connect_timeout", absent=("PgBouncer",))
+    assert "waking" in step

@@ -1031,7 +1031,9 @@ def _judge(
     )
     against_system = roots.system or not roots.usable
     if _neon(ctx) and not chain_ok and cert is not None and against_system and check.problem != "expired":
-        return _intercepted(cert, host, mode, libpq_chain)
+        if not _public_issuer(cert):
+            return _intercepted(cert, host, mode, libpq_chain)
+        check.problem = "outdated-roots"
     if libpq_chain and not chain_ok:
         problem = f"the server's certificate does not verify against {roots.describe()}: {check.error}"
         specific = _chain_problem(check, cert, roots)
@@ -1153,6 +1155,12 @@ def _chain_problem(check: ChainCheck, cert: dict[str, Any] | None, roots: Roots)
             "Put the server's own certificate in sslrootcert (it is its own root), or give the server a certificate "
             "signed by a CA you trust",
         )
+    if check.problem == "outdated-roots":
+        return (
+            f"it was issued by '{_short_name(cert, 'issuer')}', a public CA this machine's root store does not know",
+            "Update this machine's CA bundle (`apt-get install --reinstall ca-certificates`, "
+            "`update-ca-certificates`; in a container, install ca-certificates), then keep sslrootcert=system",
+        )
     if check.problem == "no-roots":
         return (
             "no root certificates were found on this machine",
@@ -1164,6 +1172,16 @@ def _chain_problem(check: ChainCheck, cert: dict[str, Any] | None, roots: Roots)
             f"Point sslrootcert at the CA certificate of '{issuer}' (the one that signed the server's certificate)",
         )
     return None
+
+
+PUBLIC_CAS = ("Let's Encrypt", "ISRG", "Amazon", "DigiCert", "GlobalSign", "Google Trust Services", "Sectigo")
+"""Issuers of the public certificates Neon and the other big providers serve: not an interception when the
+local root store merely lacks them."""
+
+
+def _public_issuer(cert: dict[str, Any]) -> bool:
+    issuer = cert.get("issuer") or ""
+    return any(name.lower() in issuer.lower() for name in PUBLIC_CAS)
 
 
 def _intercepted(cert: dict[str, Any], host: str, mode: str, libpq_chain: bool) -> _Verdict:
