@@ -197,6 +197,13 @@ def test_a_client_that_requires_a_tls_version_the_server_does_not_offer(pg_facto
     assert "TLSv1.3 or newer" in run.probe("tls")["summary"]
 
 
+def test_a_client_capped_below_the_server_minimum_tls_version(pg_factory: Any) -> None:
+    strict = pg_factory(ssl="ca", settings={"ssl_min_protocol_version": "TLSv1.3"})
+    run = check(strict.url(sslmode="require", ssl_max_protocol_version="TLSv1.2"), "--json")
+    assert_verdict(run, "tls", None, "overlap", "ssl_max_protocol_version")
+    assert "this client allows only TLSv1.2" in run.probe("tls")["summary"]
+
+
 def test_channel_binding_require_against_a_server_without_tls(pg_nossl: PgCluster) -> None:
     run = check(pg_nossl.url(channel_binding="require"), "--json")
     assert_verdict(run, "tls", "tls-channel-binding-without-ssl", "Turn TLS on", "channel_binding")

@@ -830,7 +830,7 @@ def _handshake_failed(
         exact = True
     elif first.alert and any(word in first.alert for word in _VERSION_ALERTS):
         low, high = tls_versions(ctx.target.params)
-        wanted = f"{low} or newer" if not high else f"{low} to {high}"
+        wanted = f"{low} or newer" if not high else f"only {low}" if low.lower() == high.lower() else f"{low} to {high}"
         summary = (
             f"the TLS handshake failed ({first.alert}): this client allows {wanted}, and the server offers none of "
             "those versions"
