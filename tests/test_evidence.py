@@ -250,14 +250,24 @@ def test_a_healthy_check_opens_two_connections_and_leaves_no_error_line(
 
 
 class TricklePeer(_StreamPeer):
-    """Says 'S' to the SSLRequest, then answers the ClientHello one byte a second (a TLS record that never ends)."""
+    """Answers one byte a second: after 'S', a TLS record that never ends; with ``error``, an ErrorResponse to
+    the SSLRequest itself."""
+
+    def __init__(self, *, error: bool = False) -> None:
+        super().__init__()
+        self.error = error
 
     def handle(self, conn: socket.socket) -> None:
         conn.settimeout(30)
         conn.recv(8)
-        conn.sendall(b"S")
-        conn.recv(4096)
-        for byte in b"\x16\x03\x03\x40\x00" + b"\x02" * 60:
+        if self.error:
+            body = b"SFATAL\0C08P01\0M" + b"x" * 40 + b"\0\0"
+            payload = b"E" + (len(body) + 4).to_bytes(4, "big") + body
+        else:
+            conn.sendall(b"S")
+            conn.recv(4096)
+            payload = b"\x16\x03\x03\x40\x00" + b"\x02" * 60
+        for byte in payload:
             if self._stop.wait(1.0):
                 return
             conn.sendall(bytes([byte]))
@@ -270,6 +280,16 @@ def test_a_peer_that_trickles_one_byte_a_second_cannot_hold_tls_past_the_step_de
     assert run.seconds < 3.5, run.seconds
     step = assert_verdict(run, "tls", None, "stalls")
     assert "did not finish within 2 s" in run.probe("tls")["summary"], step
+    assert run.probe("tls")["duration_ms"] < 2600
+
+
+def test_an_error_reply_trickled_a_byte_a_second_is_cut_at_the_step_deadline(fake_peers: Any) -> None:
+    peer = fake_peers._keep(TricklePeer(error=True))
+    run = check(f"postgresql://alice:pw@127.0.0.1:{peer.port}/app?sslmode=require", "--json", "--timeout", "2",
+                secret="pw")
+    assert run.seconds < 3.5, run.seconds
+    assert_verdict(run, "tls", None, "answers far too slowly")
+    assert "did not finish it within 2 s" in run.probe("tls")["summary"]
     assert run.probe("tls")["duration_ms"] < 2600
 
 

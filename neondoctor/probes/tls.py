@@ -499,9 +499,12 @@ def negotiate(sock: socket.socket, deadline: float) -> Reply:
         more = sock.recv(_PEEK_BYTES, socket.MSG_PEEK) if readable else b""
         return Reply("garbage", answer + more) if more else Reply(answer.decode())
     if answer == b"E":
-        with contextlib.suppress(OSError, struct.error):
+        try:
             return Reply("E", answer, _read_error(sock, answer, deadline))
-        return Reply("garbage", answer)
+        except TimeoutError:
+            return Reply("timeout", answer)
+        except (OSError, struct.error):
+            return Reply("garbage", answer)
     with contextlib.suppress(OSError):
         answer += _recv(sock, _PEEK_BYTES, min(deadline, time.monotonic() + 0.2))
     return Reply("garbage", answer)
@@ -898,6 +901,16 @@ def _not_tls(
             Status.PASS,
             "the server does not offer TLS, and sslmode=disable does not ask for it (plain text)",
             notes=["sslmode=disable: fine on a trusted network or a Unix socket, unwise anywhere else"],
+        )
+    if reply.kind == "timeout" and reply.data:
+        return _Verdict(
+            Status.FAIL,
+            f"{where} began an error reply to the SSLRequest but did not finish it within {details['timeout_s']:g} s "
+            "(it trickles its bytes)",
+            "Something on that port answers far too slowly to be a healthy PostgreSQL server or proxy: check what "
+            "listens there and its load",
+            prefix + "timeout expired",
+            exact=True,
         )
     if reply.kind == "timeout":
         tcp_ms = ctx.facts.get("tcp_connect_ms")
