@@ -277,20 +277,20 @@ def test_a_peer_that_trickles_one_byte_a_second_cannot_hold_tls_past_the_step_de
     peer = fake_peers._keep(TricklePeer())
     run = check(f"postgresql://alice:pw@127.0.0.1:{peer.port}/app?sslmode=require", "--json", "--timeout", "2",
                 secret="pw")
-    assert run.seconds < 3.5, run.seconds
+    assert run.seconds < 4.5, run.seconds
     step = assert_verdict(run, "tls", None, "stalls")
     assert "did not finish within 2 s" in run.probe("tls")["summary"], step
-    assert run.probe("tls")["duration_ms"] < 2600
+    assert run.probe("tls")["duration_ms"] < 3000
 
 
 def test_an_error_reply_trickled_a_byte_a_second_is_cut_at_the_step_deadline(fake_peers: Any) -> None:
     peer = fake_peers._keep(TricklePeer(error=True))
     run = check(f"postgresql://alice:pw@127.0.0.1:{peer.port}/app?sslmode=require", "--json", "--timeout", "2",
                 secret="pw")
-    assert run.seconds < 3.5, run.seconds
+    assert run.seconds < 4.5, run.seconds
     assert_verdict(run, "tls", None, "answers far too slowly")
     assert "did not finish it within 2 s" in run.probe("tls")["summary"]
-    assert run.probe("tls")["duration_ms"] < 2600
+    assert run.probe("tls")["duration_ms"] < 3000
 
 
 # --------------------------------------------------------------------------- tcp: firewall, cold start, IPv6
@@ -561,7 +561,7 @@ def pgbouncer_without_backend() -> Iterator[int]:
 def test_a_real_pgbouncer_whose_server_is_down(pgbouncer_without_backend: int) -> None:
     url = f"postgresql://alice:pw@127.0.0.1:{pgbouncer_without_backend}/app?sslmode=require"
     run = check(url, "--json", "--timeout", "2", secret="pw")
-    assert run.seconds < 4, run.seconds
+    assert run.seconds < 5, run.seconds
     step = assert_verdict(run, "auth", None, "cannot reach its database server", "PgBouncer", absent=("Retry",))
     assert run.probe("tcp")["status"] == "pass" and run.probe("tls")["details"]["handshake_ms"] < 1000
     assert "(a tcp problem)" not in run.report["verdict"]["summary"], step
