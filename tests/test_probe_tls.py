@@ -377,11 +377,16 @@ def test_direct_tls_to_a_server_that_supports_it(pg_protocol_peer: Any) -> None:
     assert peer.last.direct_tls and not peer.last.ssl_requested and peer.last.alpn == "postgresql"
 
 
-def test_direct_tls_to_postgresql_15_fails_and_says_why(pg: PgCluster) -> None:
+def test_direct_tls_against_a_real_server_works_from_17_and_says_why_before(pg: PgCluster) -> None:
+    """Runs on every server version of the suite (CI: 15 and 18), each side of the line."""
     result, _ = chain(pg.url(host="localhost", sslnegotiation="direct", **pg.verify_full_params()))
-    assert result.status is Status.FAIL
-    assert "sslnegotiation=direct" in result.summary and "PostgreSQL 17" in result.summary
-    assert "Remove sslnegotiation=direct" in (result.next_step or "")
+    if pg.version >= 170000:
+        assert result.status is Status.PASS, result.summary
+        assert result.details["negotiation"] == "direct" and result.details["alpn"] == "postgresql"
+    else:
+        assert result.status is Status.FAIL
+        assert "sslnegotiation=direct" in result.summary and "PostgreSQL 17" in result.summary
+        assert "Remove sslnegotiation=direct" in (result.next_step or "")
 
 
 def test_direct_tls_with_a_weak_sslmode_is_refused_like_libpq(pg: PgCluster) -> None:

@@ -1,4 +1,10 @@
-"""auth: one real libpq connection, as the app would open it; slots and tables reuse it."""
+"""auth: one real libpq connection, as the app would open it; slots and tables reuse it.
+
+A peer that is not a PostgreSQL server (or breaks the protocol) is named for what it did, from the
+words libpq uses for it, instead of being matched to rules written for real servers. The step keeps
+its deadline even when the peer trickles bytes: libpq's own connect_timeout is whole seconds, at
+least 2, so the connect runs in a worker that is abandoned at the step deadline.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,9 @@ from neondoctor.probes.base import CheckContext, ProbeResult, Status
 name = "auth"
 APPLICATION_NAME = "neondoctor"
 NEON_WAKE_UP_MS = 1500
+DEADLINE_SLACK_S = 0.25
+LONG_MESSAGE_CHARS = 1000
+DETAIL_CHARS = 4000
 _SERVER_MESSAGE = re.compile(r"(?:FATAL|ERROR|PANIC):\s+(?P<message>.+)")
 _CLIENT_PREFIX = re.compile(r"^(?:connection failed: )?(?:connection to server (?:at|on) .*? failed: )?", re.DOTALL)
 
@@ -23,11 +32,14 @@ def run(ctx: CheckContext) -> ProbeResult:
     import psycopg
 
     kwargs = connect_kwargs(ctx)
+    seconds = ctx.step_timeout()
     started = time.monotonic()
     try:
-        conn = psycopg.connect(**kwargs)
+        conn = _connect_within(kwargs, seconds)
     except psycopg.Error as exc:
         return _failure(ctx, str(exc), getattr(exc, "sqlstate", None), (time.monotonic() - started) * 1000)
+    except TimeoutError:
+        return _slow_start(ctx, seconds)
     connect_ms = (time.monotonic() - started) * 1000
     if ctx.facts.get("abandoned"):
         conn.close()
@@ -36,10 +48,82 @@ def run(ctx: CheckContext) -> ProbeResult:
     return _success(ctx, conn, connect_ms, kwargs.get("hostaddr"))
 
 
+def _connect_within(kwargs: dict[str, Any], seconds: float) -> Any:
+    """psycopg.connect, given up after ``seconds`` (+ a little slack) whatever the peer does.
+
+    A connection that completes after we gave up is closed by the worker itself.
+    """
+    import threading
+
+    import psycopg
+
+    box: dict[str, Any] = {}
+    gave_up = threading.Event()
+
+    def work() -> None:
+        try:
+            conn = psycopg.connect(**kwargs)
+        except BaseException as exc:
+            box["error"] = exc
+            return
+        if gave_up.is_set():
+            conn.close()
+        else:
+            box["conn"] = conn
+
+    worker = threading.Thread(target=work, name="auth-connect", daemon=True)
+    worker.start()
+    worker.join(seconds + DEADLINE_SLACK_S)
+    if worker.is_alive():
+        gave_up.set()
+        if "conn" in box:
+            box.pop("conn").close()
+        raise TimeoutError
+    if "error" in box:
+        raise box["error"]
+    return box["conn"]
+
+
+def _slow_start(ctx: CheckContext, seconds: float) -> ProbeResult:
+    host, port = _peer(ctx)
+    if seconds < ctx.options.timeout and ctx.expired():
+        ctx.facts["abandoned"] = True
+        ctx.facts.setdefault("cap_hit_before", name)
+        return ProbeResult(
+            name,
+            Status.FAIL,
+            f"did not finish: timed out (overall cap {ctx.options.total_timeout:g} s)",
+            details={"total_timeout_s": ctx.options.total_timeout},
+            next_step=f"Rerun with a larger --total-timeout; {name} was still waiting when the cap was reached",
+        )
+    hangs = _login_hangs(ctx, seconds * 1000)
+    if hangs is not None:
+        return ProbeResult(
+            name,
+            Status.FAIL,
+            f"{host}:{port} did not finish PostgreSQL's start-up within {seconds:.3g} s ({hangs.note})",
+            details={"timeout_s": round(seconds, 2), "layer": "auth", "server_state": hangs.state},
+            next_step=hangs.next_step,
+            exact_next_step=True,
+        )
+    return ProbeResult(
+        name,
+        Status.FAIL,
+        f"{host}:{port} did not finish PostgreSQL's start-up within {seconds:.3g} s (tcp reached it: it answers "
+        "very slowly, or not at all)",
+        details={"timeout_s": round(seconds, 2), "layer": "auth"},
+        next_step="Retry once with a larger --timeout"
+        + (" (a Neon compute waking up takes a few seconds)" if ctx.target.neon or ctx.facts.get("neon") else "")
+        + f"; if it stays this slow, check that {host}:{port} is really PostgreSQL and not a proxy or another "
+        "service, and whether the server is overloaded",
+    )
+
+
 def connect_kwargs(ctx: CheckContext) -> dict[str, Any]:
     """The target's parameters, bounded by the step timeout, aimed at the address dns and tcp found."""
     kwargs: dict[str, Any] = dict(ctx.target.connect_kwargs())
-    kwargs["connect_timeout"] = str(max(2, math.ceil(ctx.step_timeout())))
+    # One second beyond the step: the step's own deadline (_connect_within) is the one that fires, exactly.
+    kwargs["connect_timeout"] = str(max(2, math.ceil(ctx.step_timeout())) + 1)
     kwargs["application_name"] = APPLICATION_NAME
     kwargs["autocommit"] = True
     hostaddr = _resolved_address(ctx)
@@ -88,6 +172,12 @@ def _failure(ctx: CheckContext, raw: str, sqlstate: str | None, elapsed_ms: floa
 
     redactor = ctx.target.redactor
     text = redactor(raw)
+    violation = protocol_violation(text)
+    if violation is not None:
+        return _not_postgres(ctx, violation, text, elapsed_ms)
+    message = server_message(text)
+    if len(message) > LONG_MESSAGE_CHARS:
+        return _not_postgres(ctx, f"a {_size(len(message))} error message ({message[:120]!r}…)", text, elapsed_ms)
     matches = explain_failure(text, ctx.options.rules_dirs)
     summary = server_message(text)
     top = matches[0] if matches else {}
@@ -204,6 +294,68 @@ def _client_certificate(ctx: CheckContext, lowered: str) -> Evidence | None:
     return None
 
 
+_AUTH_TYPES = "PostgreSQL's are 0 (ok), 2 (Kerberos), 3 (password), 5 (md5), 7-9 (GSSAPI, SSPI), 10-12 (SASL)"
+_VIOLATIONS: tuple[tuple[re.Pattern[str], Any], ...] = (
+    (
+        re.compile(r"expected authentication request from server, but received (?P<c>.)", re.DOTALL),
+        lambda m: "a notice before any authentication request (a flood of notices?)"
+        if m.group("c") == "N"
+        else f"the byte {m.group('c')!r} where an authentication request belongs"
+        + (" (the start of 'HTTP/…': a web server?)" if m.group("c") == "H" else ""),
+    ),
+    (
+        re.compile(r"authentication method (?P<n>\d+) not supported"),
+        lambda m: f"an authentication method this client does not know (type {m.group('n')}; {_AUTH_TYPES})",
+    ),
+    (
+        re.compile(r"received invalid authentication request"),
+        lambda m: "a malformed authentication request (a message length that does not fit its type)",
+    ),
+    (
+        re.compile(r"lost synchronization with server: got message type \"(?P<c>.)\", length (?P<n>-?\d+)"),
+        lambda m: f"a message of type {m.group('c')!r} with a bogus length ({int(m.group('n')):,} bytes)",
+    ),
+    (
+        re.compile(r"message contents do not agree with length in message type \"(?P<c>.)\""),
+        lambda m: f"a message of type {m.group('c')!r} whose contents do not agree with its length",
+    ),
+    (
+        re.compile(r"unexpected response from server; first received character was \"(?P<c>.)\""),
+        lambda m: f"the byte {m.group('c')!r}, which starts no PostgreSQL message",
+    ),
+    (
+        re.compile(r"received invalid response to (?P<what>SSL|GSSAPI) negotiation: (?P<c>.)"),
+        lambda m: f"{m.group('c')!r} in answer to the {m.group('what')} request (PostgreSQL answers 'S' or 'N')",
+    ),
+    (
+        re.compile(r"SSL error: (?:wrong version number|packet length too long)|received unencrypted data after SSL"),
+        lambda m: "not the PostgreSQL protocol after SSL was accepted: it said 'S' (go ahead with TLS) and then "
+        "sent bytes that are not TLS",
+    ),
+    (
+        re.compile(r"unexpected message from server during startup|invalid message format|"
+                   r"server sent data \(\\?\"D\\?\" message\) without prior row description"),
+        lambda m: "a message PostgreSQL never sends at that point of the start-up",
+    ),
+)
+
+
+def protocol_violation(text: str) -> str | None:
+    """What the peer did, in words, when libpq's error says it broke PostgreSQL's protocol; else None."""
+    for pattern, describe in _VIOLATIONS:
+        match = pattern.search(text)
+        if match:
+            return describe(match)
+    if re.search(r"failed:\s*$", text.strip().splitlines()[-1] if text.strip() else "") or re.fullmatch(
+        r"(?:connection failed: )?connection to server at [^\n]*failed:\s*", text.strip()
+    ):
+        return (
+            "an error message libpq could not read: longer than 30,000 bytes or malformed "
+            "(a PostgreSQL server's errors are a few hundred bytes)"
+        )
+    return None
+
+
 _SOCKET_MISSING = re.compile(r'on socket "(?P<socket>[^"]+)" failed: No such file or directory')
 
 
@@ -259,13 +411,52 @@ def _login_hangs(ctx: CheckContext, elapsed_ms: float) -> Evidence | None:
             f"{quick}; the login hung: the proxy is waiting for the compute",
         )
     pooler = ctx.target.port == 6432 or "pooler" in (ctx.target.host or "") or "bouncer" in (ctx.target.host or "")
-    what = "the pooler (PgBouncer on port 6432)" if pooler else "a pooler or proxy in front of the database"
+    what = "the pooler (PgBouncer on port 6432)" if pooler else "usually a pooler or proxy (PgBouncer, a tunnel)"
     return Evidence(
         "login-hangs",
-        f"{quick}, but the login hung for {waited}: what answers is {what}, and it cannot reach its database "
-        "server (a PostgreSQL server answers a login at once, even while starting). Check the server behind it "
-        "(PgBouncer: its log, `SHOW SERVERS;` on the admin console, the [databases] host and port), not this string",
-        f"{quick}; the login hung: a pooler that cannot reach its server",
+        f"{quick}, but the login did not finish in {waited}: what answers at once and then stalls is {what} that "
+        "cannot reach its database server (a PostgreSQL server answers a login at once, even while starting). "
+        "Check the server behind it (PgBouncer: its log, `SHOW SERVERS;` on the admin console, the [databases] "
+        "host and port), not this string; a larger --timeout helps only if that server is merely slow",
+        f"{quick}; the login hung: a pooler that cannot reach its server?",
+    )
+
+
+def _size(chars: int) -> str:
+    for unit, size in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if chars >= size:
+            return f"{chars / size:.0f} {unit}"
+    return f"{chars}-byte"
+
+
+def _peer(ctx: CheckContext) -> tuple[str, int]:
+    reached = ctx.facts.get("tcp_address")
+    host = getattr(reached, "ip", None) or (reached if isinstance(reached, str) else None) or ctx.target.host
+    shown = str(host or "localhost")
+    return (f"[{shown}]" if ":" in shown else shown), ctx.target.port
+
+
+def _not_postgres(ctx: CheckContext, seen: str, text: str, elapsed_ms: float) -> ProbeResult:
+    host, port = _peer(ctx)
+    next_step = (
+        f"Check that {host}:{port} is really a PostgreSQL server (or Neon's proxy): a proxy, a load balancer or "
+        f"another service on this port answers like this. On that machine, `ss -ltnp 'sport = :{port}'` shows "
+        "what listens"
+    )
+    if "authentication method this client does not know" in seen:
+        next_step += "; if it is a newer PostgreSQL or a pooler, upgrade libpq (psycopg) and retry"
+    return ProbeResult(
+        name,
+        Status.FAIL,
+        f"{host}:{port} does not speak PostgreSQL's protocol: it sent {seen}",
+        details={
+            "error": text[:DETAIL_CHARS] + ("…" if len(text) > DETAIL_CHARS else ""),
+            "error_chars": len(text),
+            "elapsed_ms": round(elapsed_ms, 1),
+            "layer": "protocol",
+        },
+        next_step=next_step,
+        exact_next_step=True,
     )
 
 
