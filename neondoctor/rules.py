@@ -124,8 +124,8 @@ class Rule:
             "priority": self.priority,
             "match": match,
             "cause": self.cause,
-            "fix": [step if when is None else {"when": when, "step": step} for step, when in zip(
-                self.fix, self.fix_when, strict=True)],
+            "fix": self.fix,
+            **({"fix_when": self.fix_when} if any(self.fix_when) else {}),
             "docs": self.docs,
             "examples": self.examples,
         }

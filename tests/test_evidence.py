@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from contract import validate
 from peers import PgProtocolPeer, _StreamPeer
 from pgcluster import PgCluster, _os_user, free_port, harness_ca, on_ci, session_dir, start_cluster
 from test_check import check
@@ -36,6 +37,7 @@ def verdict_of(run: Any) -> dict[str, Any]:
 def assert_verdict(run: Any, probe: str, rule: str | None, *words: str, absent: tuple[str, ...] = ()) -> str:
     """The run failed at ``probe`` (exit 1) with ``rule`` on top, and its next step holds every word."""
     assert run.code == 1, run.stdout
+    validate(run.stdout, "check")
     verdict = verdict_of(run)
     assert verdict["failed_probe"] == probe, verdict
     if rule is not None:
@@ -119,6 +121,18 @@ def test_a_password_past_valid_until_on_a_self_hosted_server_gets_no_neon_advice
     assert "ALTER ROLE" in step
     assert not any(fix.startswith("Copy the connection string") for fix in run.probe("auth")["matches"][0]["fix"])
     assert 'User "carol" has an expired password' in pg.log_text()
+    validate(run.stdout, "check")
+
+
+def test_rules_show_json_of_a_tagged_rule_keeps_fix_a_list_of_strings() -> None:
+    from click.testing import CliRunner
+
+    from neondoctor.cli import cli
+
+    result = CliRunner().invoke(cli, ["rules", "show", "auth-password-failed", "--json"])
+    data = validate(result.stdout, "rules.show")
+    assert all(isinstance(step, str) for step in data["fix"])
+    assert data["fix_when"][:2] == ["neon", "not-neon"]
 
 
 # --------------------------------------------------------------------------- certificates
