@@ -7,6 +7,10 @@ held-out test share ``tests/data/unseen/texts.jsonl``; every other text is in th
 
     python bench/unseen_corpus.py add STAGED.jsonl     # merge new labelled records into both shares
     python bench/unseen_corpus.py stats                # per-class counts of both shares (no texts)
+    python bench/unseen_corpus.py drop ID [ID ...]     # remove records (e.g. a rule example overlaps them)
+
+``add`` refuses a text that overlaps a rule example or the shared error catalogue (whitespace-normalised: the
+text lies inside one, or quotes a long one whole): those are the texts rules are written from.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ SALT = "neondoctor-unseen-2026:"
 CLASSES = ("1", "2", "3", "4", "5", "6", "classic", "not_db")
 LAYERS = ("url", "dns", "tcp", "tls", "auth", "database", "slots", "tables", "server", "pooler", "client", "none")
 FIELDS = ("id", "class", "family", "text", "layer", "fix", "source")
+CATALOGUE = Path("/work/shared/reference/error-catalogue.md")
 
 
 def text_hash(text: str) -> int:
@@ -84,13 +89,46 @@ def problems(record: dict[str, Any]) -> list[str]:
     return found
 
 
+def normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def reference_texts() -> list[str]:
+    """What rules are written from: every rule example and not_example, and the catalogue's quoted texts."""
+    sys.path.insert(0, str(ROOT))
+    from neondoctor.rules import load_rules
+
+    texts = [normalise(e["text"]) for rule in load_rules() for e in [*rule.examples, *rule.not_examples]]
+    if CATALOGUE.exists():
+        catalogue = CATALOGUE.read_text(encoding="utf-8")
+        spans = re.findall(r"`([^`\n]{30,})`", catalogue)
+        spans += [line for block in re.findall(r"```[^\n]*\n(.*?)```", catalogue, re.S) for line in block.splitlines()]
+        texts += [normalise(span) for span in spans if len(normalise(span)) >= 30]
+    return [text for text in texts if text]
+
+
+def overlaps(text: str, references: list[str], quote: int = 100) -> bool:
+    """The text was taken from a reference: it lies inside one, or it quotes a long (distinctive) one whole.
+
+    A short reference inside a longer paste (``fe_sendauth: no password supplied`` in a whole psql error) is
+    not an overlap here: every real paste of that error contains it. ``score_unseen.py`` still lists such texts.
+    """
+    text = normalise(text)
+    return any(text in ref or (len(ref) >= quote and ref in text) for ref in references)
+
+
 def add(staged: Path) -> tuple[int, int]:
     """Merge labelled records (id optional) into the shares; a text already present is skipped."""
     shares = {UNSEEN: read(UNSEEN), SEEN: read(SEEN)}
     known = {r["text"] for records in shares.values() for r in records}
+    references = reference_texts()
     added = skipped = 0
     for record in read(staged):
         if record["text"] in known:
+            skipped += 1
+            continue
+        if overlaps(record["text"], references):
+            print(f"refused (overlaps a rule example or the catalogue): {record['source']}", file=sys.stderr)
             skipped += 1
             continue
         record["id"] = record.get("id") or record_id(record)
@@ -122,10 +160,19 @@ def main(argv: list[str] | None = None) -> int:
     add_cmd = sub.add_parser("add", help="merge staged records into both shares")
     add_cmd.add_argument("staged", type=Path)
     sub.add_parser("stats", help="counts per class (no texts)")
+    drop_cmd = sub.add_parser("drop", help="remove records by id")
+    drop_cmd.add_argument("ids", nargs="+")
     args = parser.parse_args(argv)
     if args.command == "add":
         added, skipped = add(args.staged)
-        print(f"added {added}, skipped {skipped} already present")
+        print(f"added {added}, skipped {skipped} (already present or refused)")
+    if args.command == "drop":
+        for path in (UNSEEN, SEEN):
+            records = read(path)
+            kept = [r for r in records if r["id"] not in args.ids]
+            if len(kept) != len(records):
+                write(path, kept)
+        print(f"dropped what matched of {len(args.ids)} ids")
     print(stats())
     return 0
 
