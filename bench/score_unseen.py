@@ -30,10 +30,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from unseen_corpus import CLASSES, SEEN, UNSEEN, read  # noqa: E402
+from unseen_corpus import CLASSES, SEEN, UNSEEN, read
 
-from neondoctor.explain import explain_stream  # noqa: E402
-from neondoctor.rules import RuleSet, load_for_explain, load_rules  # noqa: E402
+from neondoctor.explain import explain_stream
+from neondoctor.rules import RuleSet, load_for_explain, load_rules
 
 CLASS_NAMES = {
     "1": "client families without rules",
@@ -165,7 +165,7 @@ def markdown(rows: dict[str, dict[str, Any]], share: str) -> str:
             f"| {label} | {what} | {row['n']} | {row['layer']:.1f} | {row['fix']:.1f} | {row['no_answer']:.1f} |"
         )
     lines.append("")
-    lines.append("not_db: layer % and fix % both mean \"no confident match\", as they should.")
+    lines.append('not_db: layer % and fix % both mean "no confident match", as they should.')
     return "\n".join(lines)
 
 
@@ -193,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     by_id = {r["id"]: r for r in records}
 
     if args.json:
-        report: dict[str, Any] = {"share": args.share, "rules": len(ruleset), "classes": rows,
-                                  "contaminated": leaked}
+        report: dict[str, Any] = {"share": args.share, "rules": len(ruleset), "classes": rows, "contaminated": leaked}
         if args.show_misses:
             report["misses"] = [{**v, "text": by_id[v["id"]]["text"]} for v in shown]
         print(json.dumps(report, indent=2, ensure_ascii=False))
@@ -202,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(markdown(rows, args.share))
     print()
-    print(f"Contaminated held-out texts (overlap a rule example): {len(leaked)}" + (f": {', '.join(leaked)}" if leaked
-                                                                                  else ""))
+    print(
+        f"Contaminated held-out texts (overlap a rule example): {len(leaked)}"
+        + (f": {', '.join(leaked)}" if leaked else "")
+    )
     if args.show_misses:
         hidden = len(misses) - len(shown)
         print()
@@ -212,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
             record = by_id[verdict["id"]]
             got = f"{verdict['rule']} ({verdict['layer']})" if verdict["answered"] else "no match"
             wrong = "layer" if not verdict["layer_ok"] else "fix"
-            print(f"- {verdict['id']} [{verdict['class']}] wrong {wrong}: expected {record['layer']} /{record['fix']}/,"
-                  f" got {got}")
+            print(
+                f"- {verdict['id']} [{verdict['class']}] wrong {wrong}: expected {record['layer']} /{record['fix']}/,"
+                f" got {got}"
+            )
             for line in record["text"].splitlines()[:6]:
                 print(f"      {line[:160]}")
     return 0

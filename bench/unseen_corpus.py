@@ -149,8 +149,9 @@ def stats() -> str:
         records = read(path)
         counts = Counter(r["class"] for r in records)
         families = len({r["family"] for r in records})
-        rows.append(f"{name}: {len(records)} texts, {families} families; " + ", ".join(
-            f"{c}={counts[c]}" for c in CLASSES))
+        rows.append(
+            f"{name}: {len(records)} texts, {families} families; " + ", ".join(f"{c}={counts[c]}" for c in CLASSES)
+        )
     return "\n".join(rows)
 
 
