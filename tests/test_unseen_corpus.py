@@ -30,6 +30,7 @@ PLACEHOLDER_SECRETS = {
     "up.unquote(u.password",
     "psql:",
 }
+MASK = re.compile(r"[x*#.]+", re.IGNORECASE)  # xxxxx, ******: what users type instead of their password
 LAB_SOURCE = re.compile(r"neondoctor unseen lab")
 PUBLIC_SOURCE = re.compile(r"^https://\S+$")
 
@@ -90,7 +91,9 @@ def test_no_text_holds_a_real_looking_password() -> None:
     leaked = [
         record["id"]
         for record in RECORDS
-        if any(secret not in PLACEHOLDER_SECRETS for secret in find_secrets(record["text"]))
+        if any(
+            secret not in PLACEHOLDER_SECRETS and not MASK.fullmatch(secret) for secret in find_secrets(record["text"])
+        )
     ]
     assert leaked == []
 
