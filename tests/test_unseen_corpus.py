@@ -29,6 +29,7 @@ PLACEHOLDER_SECRETS = {
     "sys.argv[5",  # source code shown in a traceback
     "up.unquote(u.password",
     "psql:",
+    "PASSWORD_REMOVED",  # masked by the user who pasted it
 }
 MASK = re.compile(r"[x*#.]+", re.IGNORECASE)  # xxxxx, ******: what users type instead of their password
 LAB_SOURCE = re.compile(r"neondoctor unseen lab")
