@@ -30,6 +30,7 @@ PLACEHOLDER_SECRETS = {
     "up.unquote(u.password",
     "psql:",
     "PASSWORD_REMOVED",  # masked by the user who pasted it
+    "labpw123",  # the throwaway password of the lab server (loopback only)
 }
 MASK = re.compile(r"[x*#.]+", re.IGNORECASE)  # xxxxx, ******: what users type instead of their password
 LAB_SOURCE = re.compile(r"neondoctor unseen lab")
