@@ -108,13 +108,15 @@ def reference_texts() -> list[str]:
 
 
 def overlaps(text: str, references: list[str], quote: int = 100) -> bool:
-    """The text was taken from a reference: it lies inside one, or it quotes a long (distinctive) one whole.
+    """The text was taken from a reference: it lies inside one, is nearly all of one, or quotes a long one whole.
 
     A short reference inside a longer paste (``fe_sendauth: no password supplied`` in a whole psql error) is
     not an overlap here: every real paste of that error contains it. ``score_unseen.py`` still lists such texts.
     """
     text = normalise(text)
-    return any(text in ref or (len(ref) >= quote and ref in text) for ref in references)
+    return any(
+        text in ref or (ref in text and (len(ref) >= quote or len(ref) >= 0.8 * len(text))) for ref in references
+    )
 
 
 def add(staged: Path) -> tuple[int, int]:
