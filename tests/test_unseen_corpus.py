@@ -89,14 +89,12 @@ def test_every_record_names_where_its_text_comes_from() -> None:
     assert unsourced == []
 
 
+def is_placeholder(secret: str) -> bool:
+    return secret in PLACEHOLDER_SECRETS or bool(MASK.fullmatch(secret)) or "PASSWORD_REMOVED" in secret
+
+
 def test_no_text_holds_a_real_looking_password() -> None:
-    leaked = [
-        record["id"]
-        for record in RECORDS
-        if any(
-            secret not in PLACEHOLDER_SECRETS and not MASK.fullmatch(secret) for secret in find_secrets(record["text"])
-        )
-    ]
+    leaked = [r["id"] for r in RECORDS if not all(is_placeholder(secret) for secret in find_secrets(r["text"]))]
     assert leaked == []
 
 
