@@ -212,9 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         for verdict in shown:
             record = by_id[verdict["id"]]
             got = f"{verdict['rule']} ({verdict['layer']})" if verdict["answered"] else "no match"
-            wrong = "layer" if not verdict["layer_ok"] else "fix"
+            wrong = (
+                "no answer" if not verdict["answered"] else "wrong layer" if not verdict["layer_ok"] else "wrong fix"
+            )
             print(
-                f"- {verdict['id']} [{verdict['class']}] wrong {wrong}: expected {record['layer']} /{record['fix']}/,"
+                f"- {verdict['id']} [{verdict['class']}] {wrong}: expected {record['layer']} /{record['fix']}/,"
                 f" got {got}"
             )
             for line in record["text"].splitlines()[:6]:
