@@ -31,6 +31,7 @@ PLACEHOLDER_SECRETS = {
     "psql:",
     "PASSWORD_REMOVED",  # masked by the user who pasted it
     "labpw123",  # the throwaway password of the lab server (loopback only)
+    ">nil",  # a Ruby hash printing "password"=>nil: no password at all
 }
 MASK = re.compile(r"[x*#.]+", re.IGNORECASE)  # xxxxx, ******: what users type instead of their password
 LAB_SOURCE = re.compile(r"neondoctor unseen lab")
