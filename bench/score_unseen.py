@@ -37,7 +37,7 @@ from neondoctor.rules import RuleSet, load_for_explain, load_rules
 
 CLASS_NAMES = {
     "1": "client families without rules",
-    "2": "poolers other than PgBouncer",
+    "2": "poolers beyond the PgBouncer basics",
     "3": "old clients vs SCRAM",
     "4": "URL mistakes seen as another layer",
     "5": "other renderings",
