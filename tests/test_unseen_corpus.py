@@ -28,6 +28,7 @@ PLACEHOLDER_SECRETS = {
     "SecretA720EF05",  # the name in an AWS Secrets Manager ARN, not a password
     "sys.argv[5",  # source code shown in a traceback
     "db_password",  # a variable name in source code shown in a traceback
+    "password",  # the literal word, a tutorial's default
     "up.unquote(u.password",
     "psql:",
     "PASSWORD_REMOVED",  # masked by the user who pasted it
