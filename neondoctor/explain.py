@@ -119,9 +119,13 @@ _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 _PREFIX = re.compile(
     r"""^(?:
         [\w.-]+\s*\|\s?                                                        # compose: "app-1  | "
+      | \[pod/[\w.-]+/[\w.-]+\]\s                                            # kubectl --prefix: "[pod/app-7d9/app] "
+      | pod/[\w.-]+\ [\w.-]+\s                                                # "pod/app-7d9 app "
+      | <\d{1,3}>(?:1\ )?                                                     # syslog priority "<34>1 "
       | \[?\d{4}-\d\d-\d\d[T\ ]\d\d:\d\d:\d\d(?:[.,]\d+)?
             (?:\ ?(?:Z|[+-]\d\d:?\d\d|[A-Z]{2,5}))?\]?\s+                     # ISO timestamp, optional zone
-      | [A-Z][a-z]{2}\ [\ \d]\d\ \d\d:\d\d:\d\d\ \S+\ [\w./-]+(?:\[\d+\])?:\s+  # syslog header
+      | [A-Z][a-z]{2}\ [\ \d]\d\ \d\d:\d\d:\d\d(?:\.\d+)?\ \S+\ [\w./@-]+(?:\[\d+\])?:\s+  # syslog header
+      | [\w.-]+\ [\w./@-]+\[\d+\]:\s+                                          # journald "host app[1234]: "
       | \[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?\s+                                    # clock time
       | \[\d+\]\s+                                                             # [pid]
     )""",
@@ -136,7 +140,7 @@ _CONTINUATION = re.compile(
     re.VERBOSE | re.IGNORECASE,
 )
 _FRAME = re.compile(r"^\s+at\s+\S.*(?:\)|:\d+)\s*$|^\s*File \"[^\"]*\", line \d+|^\s*\.\.\. \d+ (?:more|common frames)")
-_PY_FILE = re.compile(r"^\s*File \"[^\"]*\", line \d+")
+_PY_FILE = re.compile(r"^(\s*)File \"[^\"]*\", line \d+")
 _CAUSED_BY = re.compile(r"^(?:Caused by:|\[cause\]:)", re.IGNORECASE)
 _PY_CHAIN = re.compile(
     r"^(?:The above exception was the direct cause of the following exception|"
@@ -155,9 +159,11 @@ _SQLSTATE_SCAN = (  # on lower-cased text; a superset of _SQLSTATE, each with a 
     re.compile(r"sql[ _-]?state\W{0,4}e?(?=[a-z]{0,4}\d)[0-9a-z]{5}\b"),
     re.compile(r"code\W{1,4}(?=[a-z]{0,4}\d)[0-9a-z]{5}\b"),
 )
-_ESCAPED = re.compile(r'\\[nt"]')
-_UNESCAPE = re.compile(r'\\([nt"\\])')
-_UNESCAPED = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+_ESCAPED = re.compile(r'\\(?:[nrt"/\\]|u[0-9a-fA-F]{4})')
+_UNESCAPE = re.compile(r'\\(?:([nrt"/\\])|u([0-9a-fA-F]{4}))')
+_UNESCAPED = {"n": "\n", "r": "\n", "t": "\t", '"': '"', "/": "/", "\\": "\\"}
+_HTML_ESCAPED = re.compile(r"&(?:(quot|apos|lt|gt|amp|nbsp)|#(\d{1,7})|#[xX]([0-9a-fA-F]{1,6}));")
+_HTML_ENTITIES = {"quot": '"', "apos": "'", "lt": "<", "gt": ">", "amp": "&", "nbsp": " "}
 _UNREACHABLE = (
     r"(?:Network\ is\ unreachable|Cannot\ assign\ requested\ address"
     r"|Address\ family\ not\ supported\ by\ protocol|No\ route\ to\ host)"
@@ -300,6 +306,37 @@ def strip_prefix(line: str) -> str:
     return line
 
 
+def unescape(text: str) -> str:
+    """See through a JSON log line's string escapes (nested ones too) and an HTML-escaped paste."""
+    for _ in range(3):
+        if "\\" not in text or not _ESCAPED.search(text):
+            break
+        text = _UNESCAPE.sub(_unescape_one, text)
+    if "&" in text:
+        text = _HTML_ESCAPED.sub(_html_one, text)
+    return text
+
+
+def _unescape_one(found: re.Match[str]) -> str:
+    if found.group(1):
+        return _UNESCAPED[found.group(1)]
+    return _printable(int(found.group(2), 16))
+
+
+def _html_one(found: re.Match[str]) -> str:
+    if found.group(1):
+        return _HTML_ENTITIES[found.group(1)]
+    return _printable(int(found.group(2)) if found.group(2) else int(found.group(3), 16))
+
+
+def _printable(code: int) -> str:
+    if code in (9, 10):
+        return chr(code)
+    if code < 32 or code == 127 or code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+        return " "
+    return chr(code)
+
+
 def _is_ipv6_unreachable(text: str) -> bool:
     for found in _IPV6_UNREACHABLE.finditer(text):
         address = found.group("ip") or found.group("ip2") or found.group("ip3") or found.group("host") or ""
@@ -347,7 +384,7 @@ class _Scanner:
     """Turns chunks of text into candidates, keeping cause-chain state across chunks."""
 
     def __init__(self, literals: list[str] | None, max_line: int = MAX_LINE) -> None:
-        self.literals = None if literals is None else sorted({*literals, *MARKERS})
+        self.literals = None if literals is None else sorted({needle(literal) for literal in {*literals, *MARKERS}})
         self.max_line = max_line
         self._trie: re.Pattern[str] | None = None
         self._structural: frozenset[str] = frozenset()
@@ -452,7 +489,7 @@ class _Scanner:
 
     def _take(self, buffer: str, line_start: int, line_number: int) -> None:
         content = self._content(buffer, line_start)
-        if _FRAME.match(content) or self._after_py_file(buffer, line_start):
+        if _FRAME.match(content) or self._after_py_file(buffer, line_start, content):
             return
         stripped = content.lstrip()
         if _CAUSED_BY.match(stripped):
@@ -486,8 +523,7 @@ class _Scanner:
                 break
             lines.append(following)
             position = buffer.find("\n", position) + 1
-        if _ESCAPED.search(lines[0]):
-            lines = _UNESCAPE.sub(lambda m: _UNESCAPED[m.group(1)], "\n".join(lines)).split("\n")
+        lines = unescape("\n".join(lines)).split("\n")
         depth = self._chain_depth - self._py_level
         for block in group_blocks(lines):
             self._add("\n".join(block).strip()[:MAX_CANDIDATE], head_line, depth)
@@ -506,11 +542,16 @@ class _Scanner:
         line = buffer[line_start : end if end >= 0 else len(buffer)]
         return strip_prefix(line[: self.max_line])
 
-    def _after_py_file(self, buffer: str, line_start: int) -> bool:
+    def _after_py_file(self, buffer: str, line_start: int, content: str) -> bool:
+        """A source line under a ``File "…", line N`` frame: indented deeper than the frame. A frame without
+        source (Cython, ``<stdin>``, ``python -c``) is followed directly by the exception line, which is kept."""
         if line_start == 0:
             return False
         previous = buffer.rfind("\n", 0, line_start - 1) + 1
-        return bool(_PY_FILE.match(self._content(buffer, previous)))
+        frame = _PY_FILE.match(self._content(buffer, previous))
+        if frame is None:
+            return False
+        return len(content) - len(content.lstrip()) > len(frame.group(1))
 
 
 def _back_lines(buffer: str, end: int, count: int) -> int:
@@ -534,6 +575,17 @@ def _line_at(buffer: str, offset: int) -> int:
 
 _DIGITS = str.maketrans("0123456789", "0000000000")
 _RARITY = {ch: rank for rank, ch in enumerate(" etaoinsrhldcumfpgwybvkxjqz")}
+
+
+_UNSAFE = re.compile(r"[\"'\\&;<>\n]+")
+
+
+def needle(literal: str) -> str:
+    """The longest piece of a literal that has no quote, backslash or HTML-entity character: the piece a JSON
+    log line (``\\"``) or an HTML-escaped paste (``&quot;``) still shows verbatim, so the prefilter finds it."""
+    pieces = _UNSAFE.split(literal)
+    best = max(pieces, key=len)
+    return best if len(best) >= 3 else literal
 
 
 def _anchor(literal: str, width: int = 16, keep: int = 4) -> str:
