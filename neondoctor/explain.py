@@ -98,13 +98,14 @@ EXCEPTION_SQLSTATES = {
     "internalerror_": "XX000",
     "internalserver": "XX000",
 }
-STRUCTURE_MARKERS = (
-    "caused by:",
-    "[cause]:",
-    "traceback (most recent call last)",
-    "the above exception was the direct cause",
-    "during handling of the above exception",
-)
+STRUCTURE_KINDS = {
+    "caused by:": "cause",
+    "[cause]:": "cause",
+    "traceback (most recent call last)": "traceback",
+    "the above exception was the direct cause": "chain",
+    "during handling of the above exception": "chain",
+}
+STRUCTURE_MARKERS = tuple(STRUCTURE_KINDS)
 MARKERS = (
     *STRUCTURE_MARKERS,
     "psycopg.errors.",
@@ -387,8 +388,9 @@ class _Scanner:
         self.literals = None if literals is None else sorted({needle(literal) for literal in {*literals, *MARKERS}})
         self.max_line = max_line
         self._trie: re.Pattern[str] | None = None
-        self._structural: frozenset[str] = frozenset()
+        self._structural: dict[str, str] = {}
         self._tails: dict[str, int] = {}
+        self._keys: dict[str, str] = {}
         self.repeats = 0
         self.candidates: list[Candidate] = []
         self.seen: set[str] = set()
@@ -421,10 +423,13 @@ class _Scanner:
         if not self.has_url and "postgres" in lower:
             self.has_url = bool(_URL.search(lower))
         counted_pos, counted_line = 0, self._base_line
-        for line_start in self._interesting(buffer, lower, start, limit):
-            counted_line += buffer.count("\n", counted_pos, line_start)
-            counted_pos = line_start
-            self._take(buffer, line_start, counted_line)
+        for line_start, read, kind, times in self._interesting(buffer, lower, start, limit):
+            if read and not self.truncated:
+                counted_line += buffer.count("\n", counted_pos, line_start)
+                counted_pos = line_start
+                self._take(buffer, line_start, counted_line)
+            if kind and times:
+                self._follow(kind, times)
         if final:
             self.lines = self._base_line + buffer.count("\n") - 1
             self._carry = ""
@@ -435,15 +440,23 @@ class _Scanner:
         self._carry = buffer[back:]
         self._carry_from = limit - back
 
-    def _interesting(self, buffer: str, lower: str, start: int, limit: int) -> Iterator[int]:
-        """Starts of the lines between ``start`` and ``limit`` that hold a literal, a marker or a SQLSTATE."""
+    def _interesting(
+        self, buffer: str, lower: str, start: int, limit: int
+    ) -> Iterator[tuple[int, bool, str | None, int]]:
+        """Lines between ``start`` and ``limit`` that hold a literal, a marker or a SQLSTATE: each line's start,
+        whether it is read (False: only its cause-chain structure counts), its structure kind (STRUCTURE_KINDS)
+        and how many more times that structure counts. In a big input, a line whose text was read REPEATS times
+        is not read again, and a run of identical lines is stepped over at once; a ``Caused by: …`` or
+        ``Traceback …`` line still moves the chain depth for every copy. Per-line work on 20 MB of repeated
+        traceback headers took 9 s; now it is one pass."""
         if self.literals is None:
             pos = start
             while pos < limit:
-                yield pos
+                yield pos, True, None, 0
                 pos = buffer.find("\n", pos) + 1 or limit
             return
         starts: set[int] = set()
+        extra: dict[int, tuple[str, int]] = {}
         small = limit - start <= SMALL
         if small:
             window = lower[start:limit]
@@ -458,7 +471,7 @@ class _Scanner:
             if self._trie is None:
                 anchors = {literal: _anchor(literal) for literal in self.literals}
                 self._trie = re.compile(_trie_pattern(sorted(set(anchors.values()))))
-                self._structural = frozenset(anchors[marker] for marker in STRUCTURE_MARKERS)
+                self._structural = {anchors[marker]: kind for marker, kind in STRUCTURE_KINDS.items()}
             pos = start
             while pos < limit:
                 found = self._trie.search(lower, pos, limit)
@@ -466,19 +479,39 @@ class _Scanner:
                     break
                 end = lower.find("\n", found.start())
                 end = limit if end < 0 else end
-                if found.group(0) in self._structural or self._first_copies(lower[found.start() : end]):
-                    starts.add(lower.rfind("\n", 0, found.start()) + 1)
-                pos = end + 1
+                line_start = lower.rfind("\n", 0, found.start()) + 1
+                pos, copies = end + 1, 0
+                if end < limit:
+                    line = lower[line_start : end + 1]
+                    while lower.startswith(line, pos) and pos + len(line) <= limit:
+                        pos += len(line)
+                        copies += 1
+                kind = self._structural.get(found.group(0))
+                if not self.truncated and self._first_copies(lower[found.start() : end]):
+                    starts.add(line_start)
+                    if kind and copies:
+                        extra[line_start] = (kind, copies)
+                elif kind:
+                    extra[line_start] = (kind, copies + 1)
         for pattern in _SQLSTATE_SCAN:
             for found in pattern.finditer(lower, start, limit):
                 end = lower.find("\n", found.start())
+                if self.truncated:
+                    break
                 if small or self._first_copies(lower[found.start() : end if end >= 0 else limit]):
                     starts.add(lower.rfind("\n", 0, found.start()) + 1)
-        yield from sorted(starts)
+        for line_start in sorted(starts.union(extra)):
+            kind, times = extra.get(line_start, (None, 0))
+            yield line_start, line_start in starts, kind, times
 
     def _first_copies(self, tail: str) -> bool:
         """False once the same line tail (from the literal on, digits ignored) was read REPEATS times."""
-        key = tail[:200].translate(_DIGITS)
+        raw = tail[:200]
+        key = self._keys.get(raw)
+        if key is None:
+            key = raw.translate(_DIGITS)
+            if len(self._keys) < MAX_TAILS:
+                self._keys[raw] = key
         seen = self._tails.get(key, 0)
         if seen >= REPEATS:
             self.repeats += 1
@@ -491,17 +524,7 @@ class _Scanner:
         content = self._content(buffer, line_start)
         if _FRAME.match(content) or self._after_py_file(buffer, line_start, content):
             return
-        stripped = content.lstrip()
-        if _CAUSED_BY.match(stripped):
-            self._chain_depth += 1
-        elif _PY_CHAIN.match(stripped):
-            self._py_level += 1
-            self._py_pending = True
-        elif _PY_TRACEBACK.match(stripped):
-            if not self._py_pending:
-                self._py_level = 0
-            self._py_pending = False
-        elif content[:1].strip() and _EXCEPTION_HEAD.match(content):
+        if not self._follow_chain(content.lstrip()) and content[:1].strip() and _EXCEPTION_HEAD.match(content):
             self._chain_depth = 0
         head_start, head_line = line_start, line_number
         for _ in range(MAX_BLOCK_LINES):
@@ -527,6 +550,29 @@ class _Scanner:
         depth = self._chain_depth - self._py_level
         for block in group_blocks(lines):
             self._add("\n".join(block).strip()[:MAX_CANDIDATE], head_line, depth)
+
+    def _follow_chain(self, stripped: str) -> bool:
+        """Move the cause-chain depth for a structure line; False when it is not one."""
+        if _CAUSED_BY.match(stripped):
+            self._follow("cause")
+        elif _PY_CHAIN.match(stripped):
+            self._follow("chain")
+        elif _PY_TRACEBACK.match(stripped):
+            self._follow("traceback")
+        else:
+            return False
+        return True
+
+    def _follow(self, kind: str, times: int = 1) -> None:
+        if kind == "cause":
+            self._chain_depth += times
+        elif kind == "chain":
+            self._py_level += times
+            self._py_pending = True
+        elif not self._py_pending:
+            self._py_level = 0
+        else:
+            self._py_pending = False
 
     def _add(self, text: str, line: int, depth: int) -> None:
         if not text or text in self.seen:
@@ -601,8 +647,9 @@ def _anchor(literal: str, width: int = 16, keep: int = 4) -> str:
     return literal[start : start + width]
 
 
-def _trie_pattern(literals: list[str]) -> str:
-    """One regex for many literals that shares their prefixes, so the regex engine rejects most positions fast."""
+def _trie_pattern(literals: list[str], *, longest: bool = False) -> str:
+    """One regex for many literals that shares their prefixes, so the regex engine rejects most positions fast;
+    ``longest``: it matches the longest literal at a position, else the shortest."""
     trie: dict[str, Any] = {}
     for literal in literals:
         node = trie
@@ -611,12 +658,57 @@ def _trie_pattern(literals: list[str]) -> str:
         node[""] = {}
 
     def build(node: dict[str, Any]) -> str:
-        if "" in node:
+        ends = "" in node
+        if ends and not longest:
             return ""  # a shorter literal already ends here: enough for a line to be interesting
-        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items())]
-        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 and not ends else "(?:" + "|".join(branches) + ")"
+        return body + "?" if ends else body
 
     return build(trie)
+
+
+class RuleIndex:
+    """Which of the rules' regexes can match a text, from one regex scan for the anchors of all their literals,
+    instead of testing every rule's literals in turn: the cost per candidate stays flat as rules are added."""
+
+    MIN_CANDIDATES = 32
+    """Below this many candidates the index costs more to build (one regex compile) than it saves."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.entries: dict[str, list[tuple[int, int, str]]] = {}
+        self.always: list[tuple[int, int]] = []
+        for position, rule in enumerate(rules):
+            for index, literals in enumerate(rule.literals):
+                if literals is None:
+                    self.always.append((position, index))
+                    continue
+                for literal in literals:
+                    self.entries.setdefault(_anchor(needle(literal)), []).append((position, index, literal))
+        anchors = sorted(self.entries)
+        self.closure = {anchor: [other for other in anchors if anchor.startswith(other)] for anchor in anchors}
+        self.pattern = re.compile("(?=(" + _trie_pattern(anchors, longest=True) + "))")
+
+    def regexes(self, lower: str) -> dict[int, set[int]] | None:
+        """Rule position → indices of its regexes worth trying on this text; None: try them all."""
+        if not lower.isascii():
+            return None
+        wanted: dict[int, set[int]] = {}
+        seen: set[str] = set()
+        for found in self.pattern.finditer(lower):
+            anchor = found.group(1)
+            if anchor in seen:
+                continue
+            seen.add(anchor)
+            for prefix in self.closure[anchor]:
+                for position, index, literal in self.entries[prefix]:
+                    if literal in lower:
+                        wanted.setdefault(position, set()).add(index)
+        for position, index in self.always:
+            wanted.setdefault(position, set()).add(index)
+        return wanted
 
 
 def scan(chunks: Iterable[str], literals: list[str] | None) -> _Scanner:
@@ -676,9 +768,13 @@ def _rank(scanner: _Scanner, ruleset: RuleSet) -> Explanation:
             sqlstate_at.setdefault(code, candidate)
     result.sqlstates = list(sqlstate_at)
     best: dict[str, _Hit] = {}
+    index = RuleIndex(ruleset.rules) if len(scanner.candidates) >= RuleIndex.MIN_CANDIDATES else None
     for candidate in scanner.candidates:
-        for rule in ruleset.rules:
-            found = rule.search(candidate.text, candidate.lower)
+        wanted = index.regexes(candidate.lower) if index else None
+        for position, rule in enumerate(ruleset.rules):
+            if wanted is not None and position not in wanted:
+                continue
+            found = rule.search(candidate.text, candidate.lower, None if wanted is None else wanted[position])
             if found is None or rule.vetoed(candidate.text):
                 continue
             confirmed = next((code for code in rule.sqlstate if code in sqlstate_at), None)

@@ -143,12 +143,14 @@ class Rule:
             self._unless = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in self.unless]
         return any(p.search(text) for p in self._unless)
 
-    def search(self, text: str, lower: str) -> re.Match[str] | None:
-        """The longest match of any of the rule's regexes in ``text`` (``lower`` is its lower-cased twin)."""
+    def search(self, text: str, lower: str, indices: Iterable[int] | None = None) -> re.Match[str] | None:
+        """The longest match of any of the rule's regexes in ``text`` (``lower`` is its lower-cased twin);
+        ``indices``: only these regexes, already known to have their literal in the text."""
         best: re.Match[str] | None = None
         exotic = not lower.isascii()
-        for index, literals in enumerate(self.literals):
-            if literals is not None and not exotic and not any(lit in lower for lit in literals):
+        for index in range(len(self.literals)) if indices is None else sorted(indices):
+            literals = self.literals[index]
+            if indices is None and literals is not None and not exotic and not any(lit in lower for lit in literals):
                 continue
             found = self.pattern(index).search(text)
             if found is not None and (best is None or len(found.group(0)) > len(best.group(0))):
