@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from neondoctor.redact import Redactor
@@ -235,9 +235,18 @@ class Explanation:
 # --------------------------------------------------------------------------- reading
 
 
-def read_text_chunks(stream: BinaryIO, chunk_size: int = CHUNK, max_line: int = MAX_LINE) -> Iterator[str]:
-    """Decoded text made of whole lines: CRs normalised, ANSI colours and control characters gone, lines capped."""
+def read_text_chunks(
+    stream: BinaryIO,
+    chunk_size: int = CHUNK,
+    max_line: int = MAX_LINE,
+    sieve: Callable[[], Callable[[bytes], bytes] | None] | None = None,
+) -> Iterator[str]:
+    """Decoded text made of whole lines: CRs normalised, ANSI colours and control characters gone, lines capped.
+
+    ``sieve`` makes a filter for the blocks after the first (so only inputs bigger than one chunk pay for it)
+    that empties the lines far from anything interesting, keeping every newline."""
     first = True
+    active: Callable[[bytes], bytes] | None = None
     for block in _whole_lines(_raw_chunks(stream, chunk_size), max_line):
         if first:
             for bom in _BOMS:
@@ -245,6 +254,12 @@ def read_text_chunks(stream: BinaryIO, chunk_size: int = CHUNK, max_line: int = 
                     block = block[len(bom) :]
                     break
             first = False
+        elif sieve is not None:
+            if active is None:
+                active = sieve() or (lambda raw: raw)
+            if b"\x00" in block or b"\x1b" in block:
+                block = clean_bytes(block)
+            block = active(block)
         yield clean_bytes(block).decode("utf-8", "replace")
 
 
@@ -460,13 +475,11 @@ class _Scanner:
         small = limit - start <= SMALL
         if small:
             window = lower[start:limit]
-            present = [lit for lit in self.literals if lit in window]
-            if present:
-                pos = start
-                for line in window.split("\n"):
-                    if any(lit in line for lit in present):
-                        starts.add(pos)
-                    pos += len(line) + 1
+            for literal in self.literals:
+                found = window.find(literal)
+                while found >= 0:
+                    starts.add(start + window.rfind("\n", 0, found) + 1)
+                    found = window.find(literal, window.find("\n", found) + 1 or len(window))
         else:
             if self._trie is None:
                 anchors = {literal: _anchor(literal) for literal in self.literals}
@@ -726,8 +739,15 @@ def scan(chunks: Iterable[str], literals: list[str] | None) -> _Scanner:
 
 
 def explain_stream(stream: BinaryIO, ruleset: RuleSet) -> Explanation:
-    scanner = scan(read_text_chunks(stream), ruleset.literals())
+    literals = ruleset.literals()
+    scanner = scan(read_text_chunks(stream, sieve=None if literals is None else lambda: _sieve(literals)), literals)
     return _rank(scanner, ruleset)
+
+
+def _sieve(literals: list[str]) -> Callable[[bytes], bytes] | None:
+    from neondoctor.sieve import make_sieve
+
+    return make_sieve({needle(literal) for literal in (*literals, *MARKERS)}, STRUCTURE_MARKERS)
 
 
 def explain_text(text: str, ruleset: RuleSet) -> Explanation:

@@ -517,15 +517,23 @@ def _required(items: list[tuple[Any, Any]]) -> frozenset[str] | None:
 # --------------------------------------------------------------------------- cache
 
 
-def _cache_file(dirs: list[tuple[str, Path]]) -> Path | None:
+def cache_dir() -> Path | None:
+    """Where explain keeps what it can rebuild (parsed rules, the compiled prefilter); None when turned off."""
     if os.environ.get("NEONDOCTOR_NO_CACHE"):
         return None
     base = os.environ.get("NEONDOCTOR_CACHE_DIR")
     if not base:
         xdg = os.environ.get("XDG_CACHE_HOME")
         base = os.path.join(xdg, "neondoctor") if xdg else os.path.join(os.path.expanduser("~"), ".cache", "neondoctor")
+    return Path(base)
+
+
+def _cache_file(dirs: list[tuple[str, Path]]) -> Path | None:
+    base = cache_dir()
+    if base is None:
+        return None
     name = zlib.crc32("\0".join(str(folder) for _, folder in dirs).encode("utf-8", "surrogateescape"))
-    return Path(base) / f"rules-{name:08x}.json"
+    return base / f"rules-{name:08x}.json"
 
 
 def _cache_key(files: list[tuple[str, Path]]) -> str | None:
