@@ -30,74 +30,43 @@ REPEATS = 3
 """In a big log, the same error line (digits aside) is read this many times; later copies are skipped."""
 MAX_TAILS = 50_000
 
-SQLSTATE_CLASSES = {
-    "00": "successful completion",
-    "01": "warning",
-    "02": "no data",
-    "03": "SQL statement not yet complete",
-    "08": "connection exception: the connection could not be made, or it was lost",
-    "09": "triggered action exception",
-    "0A": "feature not supported",
-    "0B": "invalid transaction initiation",
-    "0F": "locator exception",
-    "0L": "invalid grantor",
-    "0P": "invalid role specification",
-    "0Z": "diagnostics exception",
-    "20": "case not found",
-    "21": "cardinality violation",
-    "22": "data exception: a value the server could not accept",
-    "23": "integrity constraint violation",
-    "24": "invalid cursor state",
-    "25": "invalid transaction state",
-    "26": "invalid SQL statement name: a prepared statement that does not exist (often a transaction-mode pooler)",
-    "27": "triggered data change violation",
-    "28": "invalid authorization specification: the server rejected the role, the password or the pg_hba.conf rule",
-    "2B": "dependent privilege descriptors still exist",
-    "2D": "invalid transaction termination",
-    "2F": "SQL routine exception",
-    "34": "invalid cursor name",
-    "38": "external routine exception",
-    "39": "external routine invocation exception",
-    "3B": "savepoint exception",
-    "3D": "invalid catalog name: the database does not exist",
-    "3F": "invalid schema name: the schema does not exist",
-    "40": "transaction rollback (serialization failure or deadlock): retry the transaction",
-    "42": "syntax error or access rule violation: bad SQL, a missing table or column, or a missing privilege",
-    "44": "WITH CHECK OPTION violation",
-    "53": "insufficient resources: too many connections, or the server is out of memory or disk",
-    "54": "program limit exceeded",
-    "55": "object not in prerequisite state",
-    "57": "operator intervention: the server is shutting down or restarting, or cancelled the statement",
-    "58": "system error: an I/O error on the server",
-    "72": "snapshot failure",
-    "F0": "configuration file error",
-    "HV": "foreign data wrapper error",
-    "P0": "PL/pgSQL error",
-    "XX": "internal error; Neon's proxy sends XX000 for every error it reports, so read the message text",
-}
-EXCEPTION_SQLSTATES = {
-    "invalidpassword": "28P01",
-    "invalidauthorizationspecification": "28000",
-    "invalidcatalogname": "3D000",
-    "toomanyconnections": "53300",
-    "adminshutdown": "57P01",
-    "cannotconnectnow": "57P03",
-    "idlesessiontimeout": "57P05",
-    "querycanceled": "57014",
-    "sqlclientunabletoestablishsqlconnection": "08001",
-    "clientcannotconnect": "08001",
-    "connectionfailure": "08006",
-    "connectiondoesnotexist": "08003",
-    "protocolviolation": "08P01",
-    "undefinedtable": "42P01",
-    "undefinedobject": "42704",
-    "invalidschemaname": "3F000",
-    "invalidsqlstatementname": "26000",
-    "duplicatepreparedstatement": "42P05",
-    "idleintransactionsessiontimeout": "25P03",
-    "internalerror_": "XX000",
-    "internalserver": "XX000",
-}
+LEVELS = ("low", "medium", "high")
+CHECK_COMMAND = 'neondoctor check "$DATABASE_URL"'
+"""What to run when the answer is a guess: the checklist tries each step of the connection and stops at the one
+that fails."""
+_TABLES: dict[str, Any] = {}
+
+
+def tables() -> dict[str, Any]:
+    """The engine's data (rules/engine.json): confidence bands, SQLSTATE classes and their layers, driver
+    exception classes. Read once, on first use."""
+    if not _TABLES:
+        import json
+
+        from neondoctor.rules import engine_tables_file
+
+        data = json.loads(engine_tables_file().read_text(encoding="utf-8"))
+        _TABLES.update(
+            bands=[(band["min_priority"], band["level"]) for band in data["confidence"]["bands"]],
+            classes=data["sqlstate_classes"]["classes"],
+            codes=data["sqlstate_codes"]["codes"],
+            exceptions=data["exception_sqlstates"]["classes"],
+        )
+    return _TABLES
+
+
+def sqlstate_meaning(code: str) -> str:
+    return tables()["classes"].get(code[:2], {}).get("meaning", "")
+
+
+def sqlstate_layer(code: str) -> str | None:
+    """The layer a SQLSTATE points at, from the code's own entry or else its class's; None: no guess."""
+    data = tables()
+    if code in data["codes"]:
+        return data["codes"][code].get("layer")
+    return data["classes"].get(code[:2], {}).get("layer")
+
+
 STRUCTURE_KINDS = {
     "caused by:": "cause",
     "[cause]:": "cause",
@@ -210,10 +179,15 @@ class Candidate:
 
 
 class Explanation:
-    __slots__ = ("candidates", "empty", "has_url", "lines", "matches", "sqlstates", "truncated")
+    __slots__ = ("answer", "candidates", "empty", "guess", "has_url", "lines", "matches", "sqlstates", "truncated")
 
     def __init__(self) -> None:
         self.matches: list[dict[str, Any]] = []
+        """Rule matches, best first."""
+        self.guess: dict[str, Any] | None = None
+        """When no rule matched: a match-shaped guess of the layer from a SQLSTATE (rules/engine.json)."""
+        self.answer: dict[str, Any] | None = None
+        """The top match (or the guess) summed up: its confidence, whether it is a guess, the runner-up."""
         self.sqlstates: list[str] = []
         self.candidates: list[Candidate] = []
         self.lines = 0
@@ -224,9 +198,10 @@ class Explanation:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "matches": self.matches,
+            "answer": self.answer,
+            "matches": [*self.matches, self.guess] if self.guess else self.matches,
             "sqlstates": [
-                {"code": code, "class": code[:2], "meaning": SQLSTATE_CLASSES.get(code[:2], "")}
+                {"code": code, "class": code[:2], "meaning": sqlstate_meaning(code)}
                 for code in self.sqlstates
             ],
         }
@@ -365,10 +340,10 @@ def find_sqlstates(text: str) -> list[str]:
     codes: list[str] = []
     for found in _SQLSTATE.finditer(text):
         code = found.group("code")
-        if code[:2] in SQLSTATE_CLASSES and any(ch.isdigit() for ch in code) and code not in codes:
+        if code[:2] in tables()["classes"] and any(ch.isdigit() for ch in code) and code not in codes:
             codes.append(code)
     for found in _EXCEPTION_CLASS.finditer(text):
-        code = EXCEPTION_SQLSTATES.get(found.group(1).lower())
+        code = tables()["exceptions"].get(found.group(1).lower())
         if code and code not in codes:
             codes.append(code)
     return codes
@@ -811,15 +786,84 @@ def _rank(scanner: _Scanner, ruleset: RuleSet) -> Explanation:
                 break
     redactor = Redactor(_harvest_secrets(c.text for c in scanner.candidates))
     hits = sorted(best.values(), key=lambda hit: hit.key, reverse=True)
-    result.matches = [_as_match(hit, redactor) for hit in hits]
+    agreeing: dict[str, int] = {}
+    for hit in hits:
+        if hit.found is not None and not hit.candidate.demoted:
+            agreeing[hit.rule.layer] = agreeing.get(hit.rule.layer, 0) + 1
+    result.matches = [_as_match(hit, redactor, agreeing) for hit in hits]
+    if not result.matches:
+        result.guess = _sqlstate_guess(result.sqlstates)
+    result.answer = _answer(result.matches or ([result.guess] if result.guess else []))
     return result
 
 
-def _as_match(hit: _Hit, redactor: Redactor) -> dict[str, Any]:
+def confidence(priority: int, *, text: bool, weak: bool, agree: int) -> str:
+    """From data (rules/engine.json): the priority band, one level down for a SQLSTATE-only match or weak
+    evidence, one level up when another rule of the same layer matched the text too."""
+    level = next((lvl for floor, lvl in tables()["bands"] if priority >= floor), "low")
+    index = LEVELS.index(level) - (not text) - weak + (agree > 0)
+    return LEVELS[max(0, min(index, len(LEVELS) - 1))]
+
+
+def _sqlstate_guess(codes: list[str]) -> dict[str, Any] | None:
+    """No rule matched, but a SQLSTATE in the text belongs to a class that points at one layer."""
+    for code in codes:
+        layer = sqlstate_layer(code)
+        if layer:
+            meaning = sqlstate_meaning(code)
+            return {
+                "id": f"sqlstate-{code[:2].lower()}",
+                "layer": layer,
+                "blame": None,
+                "title": f"SQLSTATE {code}: {meaning.split(':')[0]}",
+                "hint": None,
+                "cause": f"No rule knows this text, but its SQLSTATE {code} is of class {code[:2]}: {meaning}.",
+                "fix": [f"Run `{CHECK_COMMAND}`: it tries each step of the connection and stops where it fails."],
+                "docs": ["https://www.postgresql.org/docs/current/errcodes-appendix.html"],
+                "excerpt": None,
+                "line": None,
+                "priority": 0,
+                "captures": {},
+                "sqlstate": code,
+                "origin": "sqlstate-class",
+                "matched": f"SQLSTATE {code}",
+                "confidence": "low",
+                "agree": 0,
+            }
+    return None
+
+
+def _answer(matches: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The top match summed up. The runner-up is the best match of another layer, named when the top is not
+    a confident answer and the runner-up is at least as confident."""
+    if not matches:
+        return None
+    top = matches[0]
+    rank = LEVELS.index(top["confidence"])
+    runner = next((m for m in matches[1:] if m["layer"] != top["layer"] and not m.get("weak")), None)
+    close = runner is not None and top["confidence"] != "high" and LEVELS.index(runner["confidence"]) >= rank
+    guess = top["confidence"] == "low"
+    return {
+        "id": top["id"],
+        "layer": top["layer"],
+        "title": top["title"],
+        "confidence": top["confidence"],
+        "guess": guess,
+        "guess_from": top.get("matched") if guess else None,
+        "runner_up": {key: runner[key] for key in ("id", "layer", "title", "confidence")} if close else None,
+        "next_step": CHECK_COMMAND if guess else None,
+    }
+
+
+def _as_match(hit: _Hit, redactor: Redactor, agreeing: dict[str, int]) -> dict[str, Any]:
     from neondoctor.rules import format_hint
 
     rule = hit.rule
     captures = {k: v for k, v in hit.found.groupdict().items() if v is not None} if hit.found else {}
+    text = hit.found is not None
+    agree = max(0, agreeing.get(rule.layer, 0) - text)
+    weak = hit.candidate.demoted
+    matched = " ".join(hit.found.group(0).split())[:80] if hit.found else f"SQLSTATE {hit.sqlstate}"
     return {
         "id": rule.id,
         "layer": rule.layer,
@@ -835,6 +879,10 @@ def _as_match(hit: _Hit, redactor: Redactor) -> dict[str, Any]:
         "captures": redactor.obj(captures),
         "sqlstate": hit.sqlstate,
         "origin": rule.origin,
+        "matched": redactor(matched),
+        "confidence": confidence(rule.priority, text=text, weak=weak, agree=agree),
+        "agree": agree,
+        "weak": weak,
     }
 
 

@@ -201,6 +201,15 @@ class RuleSet:
 
 
 def builtin_dir() -> Path:
+    return _shipped_dir()
+
+
+def engine_tables_file() -> Path:
+    """rules/engine.json: the tables the explain engine reads (always the shipped one)."""
+    return _shipped_dir() / "engine.json"
+
+
+def _shipped_dir() -> Path:
     package = Path(neondoctor.__file__).parent
     shipped = package / "_rules"
     return shipped if shipped.is_dir() else package.parent / "rules"
