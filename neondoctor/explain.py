@@ -1,8 +1,10 @@
 """Read pasted errors and whole logs, find the error lines in them, and rank the rules they match.
 
-The input is streamed in chunks of whole lines, so a 100 MB log never sits in memory. Each chunk is
+The input is streamed in chunks of whole lines, so a 100 MB log never sits in memory. Past the first chunk,
+a hyperscan pass (``neondoctor/sieve.py``) empties the lines far from any rule literal. Each chunk is then
 scanned for the literal strings the rules need (plus stack-trace markers and SQLSTATE markers); only
-those lines, with their neighbours, become candidates that the rules' regexes are tried on.
+those lines, with their neighbours, become candidates that the rules' regexes are tried on. Ranking adds a
+confidence to each match from the tables in ``rules/engine.json``.
 """
 
 from __future__ import annotations
