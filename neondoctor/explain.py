@@ -31,6 +31,9 @@ MAX_CARRY = 256 << 10
 REPEATS = 3
 """In a big log, the same error line (digits aside) is read this many times; later copies are skipped."""
 MAX_TAILS = 50_000
+PRECHECK = 8 << 10
+"""A window this long (often a sieved block: mostly empty lines) is first checked for literals with its blank
+lines squeezed out."""
 
 LEVELS = ("low", "medium", "high")
 CHECK_COMMAND = 'neondoctor check "$DATABASE_URL"'
@@ -131,6 +134,7 @@ _SQLSTATE_SCAN = (  # on lower-cased text; a superset of _SQLSTATE, each with a 
     re.compile(r"sql[ _-]?state\W{0,4}e?(?=[a-z]{0,4}\d)[0-9a-z]{5}\b"),
     re.compile(r"code\W{1,4}(?=[a-z]{0,4}\d)[0-9a-z]{5}\b"),
 )
+_BLANK_RUNS = re.compile(r"\n{2,}")
 _ESCAPED = re.compile(r'\\(?:[nrt"/\\]|u[0-9a-fA-F]{4})')
 _UNESCAPE = re.compile(r'\\(?:([nrt"/\\])|u([0-9a-fA-F]{4}))')
 _UNESCAPED = {"n": "\n", "r": "\n", "t": "\t", '"': '"', "/": "/", "\\": "\\"}
@@ -220,20 +224,20 @@ def read_text_chunks(
 ) -> Iterator[str]:
     """Decoded text made of whole lines: CRs normalised, ANSI colours and control characters gone, lines capped.
 
-    ``sieve`` makes a filter for the blocks after the first (so only inputs bigger than one chunk pay for it)
-    that empties the lines far from anything interesting, keeping every newline."""
-    first = True
-    active: Callable[[bytes], bytes] | None = None
-    for block in _whole_lines(_raw_chunks(stream, chunk_size), max_line):
-        if first:
-            for bom in _BOMS:
-                if block.startswith(bom):
-                    block = block[len(bom) :]
-                    break
-            first = False
-        elif sieve is not None:
-            if active is None:
-                active = sieve() or (lambda raw: raw)
+    ``sieve`` makes a filter that empties the lines far from anything interesting, keeping every newline; it is
+    made only when the input is longer than one chunk, so a pasted error never pays for it."""
+    blocks = _whole_lines(_raw_chunks(stream, chunk_size), max_line)
+    first = next(blocks, None)
+    if first is None:
+        return
+    for bom in _BOMS:
+        if first.startswith(bom):
+            first = first[len(bom) :]
+            break
+    second = next(blocks, None)
+    active = sieve() if sieve is not None and second is not None else None
+    for block in itertools.chain([first], [second] if second is not None else [], blocks):
+        if active is not None:
             if b"\x00" in block or b"\x1b" in block:
                 block = clean_bytes(block)
             block = active(block)
@@ -260,6 +264,12 @@ def _whole_lines(chunks: Iterable[bytes], max_line: int) -> Iterator[bytes]:
     pending = b""
     skipping = False
     for raw in chunks:
+        if not skipping and b"\r" not in raw:  # the common case, with one copy of the block at most
+            cut = raw.rfind(b"\n") + 1
+            if cut and len(raw) - cut <= max_line:
+                yield raw if cut == len(raw) and not pending else b"".join((pending, memoryview(raw)[:cut]))
+                pending = raw[cut:]
+                continue
         data = pending + raw if pending else raw
         held_cr = data.endswith(b"\r")  # maybe the first half of a CRLF split between two reads
         if held_cr:
@@ -452,7 +462,11 @@ class _Scanner:
         small = limit - start <= SMALL
         if small:
             window = lower[start:limit]
-            for literal in self.literals:
+            literals = self.literals
+            if len(window) >= PRECHECK:
+                compact = _BLANK_RUNS.sub("\n", window)
+                literals = [literal for literal in literals if literal in compact]
+            for literal in literals:
                 found = window.find(literal)
                 while found >= 0:
                     starts.add(start + window.rfind("\n", 0, found) + 1)

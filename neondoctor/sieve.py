@@ -108,13 +108,13 @@ class _Sieve:
             self.database.scan(block, match_event_handler=on_match)
         except self.failed:  # stopped at MAX_HITS, or any other trouble: read the whole block
             return block
-        if not hits:
-            return b"\n" * block.count(b"\n")
         if len(hits) > MAX_HITS:
             return block
         return self._keep_near(block, hits)
 
     def _keep_near(self, block: bytes, hits: list[tuple[int, int]]) -> bytes:
+        """The block with only these lines kept: CONTEXT lines around each hit, and the first and last CONTEXT
+        lines (their neighbours may be in the next or the previous block)."""
         ranges: list[tuple[int, int]] = []
         line_start = line_end = -1
         structural = False
@@ -129,7 +129,8 @@ class _Sieve:
             if line_end < 0:
                 line_end = len(block)
             structural = pattern in self.structural
-        self._window(block, line_start, line_end, structural, ranges)
+        if hits:
+            self._window(block, line_start, line_end, structural, ranges)
         edge = block.rfind(b"\n", 0, _back(block, len(block) - 1, CONTEXT)) + 1
         ranges.insert(0, (0, _forward(block, 0, CONTEXT)))
         ranges.append((edge, len(block)))
