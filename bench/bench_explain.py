@@ -12,9 +12,11 @@
    per rule literal (the quote-free piece of it that the prefilter uses, regex-escaped) and the cause-chain and
    driver-exception markers: literals only, grep's fastest case. (The prefilter also looks for SQLSTATE- and
    URL-shaped text with three regexes; given those too, grep takes 2-4x longer, so they are left out to keep
-   the baseline hard.) Medians and the ratio explain/grep. Then again with every rule duplicated under another
-   id whose regexes start with a distinct made-up word (``--rules`` folder, rules x2, literals x2 that never
-   occur in the log), with grep given the doubled pattern list too: the prefilter must scale with the rules.
+   the baseline hard.) A second grep gets only the 16-character anchors of those literals that the pure-Python
+   fallback scanner uses (shorter patterns: sometimes faster). Medians and the ratios explain/grep. Then again
+   with every rule duplicated under another id whose regexes start with a distinct made-up word (``--rules``
+   folder, rules x2, literals x2 that never occur in the log), with grep given the doubled pattern list too:
+   the prefilter must scale with the rules.
 
     .venv/bin/python bench/bench_explain.py [--runs 21] [--size-mb 100] [--grep-runs 9] [--json] [--rules DIR]
 """
@@ -200,15 +202,17 @@ def big_log(size_mb: int, rules: list[str], repeats: int = 3, storm: bool = Fals
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def rule_patterns(rules: list[str], with_sqlstate: bool = False) -> list[str]:
+def rule_patterns(rules: list[str], with_sqlstate: bool = False, anchors: bool = False) -> list[str]:
     """What explain's prefilter looks for, as grep -E patterns (see the module docstring)."""
     sys.path.insert(0, str(ROOT))
-    from neondoctor.explain import MARKERS, needle
+    from neondoctor.explain import MARKERS, _anchor, needle
     from neondoctor.rules import load_rules
     from neondoctor.sieve import SQLSTATE_PATTERNS
 
     literals = load_rules(rules, env={}).literals() or []
     needles = sorted({needle(literal) for literal in (*literals, *MARKERS)})
+    if anchors:
+        needles = sorted({_anchor(text) for text in needles})
     escaped = [re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", text) for text in needles]
     return escaped + ([pattern.decode() for pattern in SQLSTATE_PATTERNS] if with_sqlstate else [])
 
@@ -250,9 +254,12 @@ def against_grep(size_mb: int, rules: list[str], runs: int, storm: bool, folder:
         generate_log(log, size_mb, storm=storm)
     patterns = folder / f"patterns-{len(rules)}.txt"
     patterns.write_text("\n".join(rule_patterns(rules)) + "\n", encoding="utf-8")
+    anchors = folder / f"anchors-{len(rules)}.txt"
+    anchors.write_text("\n".join(rule_patterns(rules, anchors=True)) + "\n", encoding="utf-8")
     commands = {
         "explain": [str(PYTHON), "-m", "neondoctor", "explain", *extra, "--json", "--file", str(log)],
         "grep": ["grep", "-E", "-i", "-c", "-f", str(patterns), str(log)],
+        "grep-anchors": ["grep", "-E", "-i", "-c", "-f", str(anchors), str(log)],
     }
     for argv in commands.values():
         run(argv, env, ok=(0, 1))
@@ -263,6 +270,10 @@ def against_grep(size_mb: int, rules: list[str], runs: int, storm: bool, folder:
     medians = {name: statistics.median(values) for name, values in times.items()}
     cpu = {name: cpu_median(argv) for name, argv in commands.items()}
     return {
+        "grep_anchors_s": round(medians["grep-anchors"], 3),
+        "ratio_anchors": round(medians["explain"] / medians["grep-anchors"], 2),
+        "grep_anchors_cpu_s": round(cpu["grep-anchors"], 3),
+        "cpu_ratio_anchors": round(cpu["explain"] / cpu["grep-anchors"], 2),
         "explain_cpu_s": round(cpu["explain"], 3),
         "grep_cpu_s": round(cpu["grep"], 3),
         "cpu_ratio": round(cpu["explain"] / cpu["grep"], 2),
@@ -338,7 +349,9 @@ def main() -> int:
             print(
                 f"  {row['rules']:<18} {row['log']:<17} {row['size_mb']} MB, {row['patterns']} patterns: "
                 f"explain {row['explain_s']:.3f} s, grep {row['grep_s']:.3f} s, {row['ratio']:.2f}×"
-                f" (CPU {row['explain_cpu_s']:.3f} s vs {row['grep_cpu_s']:.3f} s, {row['cpu_ratio']:.2f}×)"
+                f" (CPU {row['explain_cpu_s']:.3f} s vs {row['grep_cpu_s']:.3f} s, {row['cpu_ratio']:.2f}×);"
+                f" grep of the 16-char anchors {row['grep_anchors_s']:.3f} s, {row['ratio_anchors']:.2f}×"
+                f" (CPU {row['grep_anchors_cpu_s']:.3f} s, {row['cpu_ratio_anchors']:.2f}×)"
             )
     return 0
 
