@@ -85,14 +85,18 @@ def run(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> flo
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    CPU_TIMES.setdefault(tuple(argv), []).append(cpu)
+    CPU_TIMES.setdefault(_key(argv, env), []).append(cpu)
     if result.returncode not in ok:
         raise SystemExit(f"{' '.join(argv[:4])} … exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return elapsed
 
 
-def cpu_median(argv: list[str]) -> float:
-    return statistics.median(CPU_TIMES[tuple(argv)][1:])  # the first run is the warm-up
+def _key(argv: list[str], env: dict[str, str]) -> tuple[str, ...]:
+    return (*argv, env.get("NEONDOCTOR_NO_CACHE", ""))
+
+
+def cpu_median(argv: list[str], env: dict[str, str]) -> float:
+    return statistics.median(CPU_TIMES[_key(argv, env)][1:])  # the first run is the warm-up
 
 
 def startup(runs: int, rules: list[str]) -> dict[str, object]:
@@ -114,14 +118,14 @@ def startup(runs: int, rules: list[str]) -> dict[str, object]:
         for name, (argv, cmd_env) in commands.items():
             times[name].append(run(argv, cmd_env))
     base = statistics.median(times["python -c 'import click, yaml'"])
-    base_cpu = cpu_median(commands["python -c 'import click, yaml'"][0])
+    base_cpu = cpu_median(*commands["python -c 'import click, yaml'"])
     rows = {
         name: {
             "median_ms": round(statistics.median(values) * 1000, 1),
             "min_ms": round(min(values) * 1000, 1),
             "ratio": round(statistics.median(values) / base, 2),
-            "cpu_median_ms": round(cpu_median(commands[name][0]) * 1000, 1),
-            "cpu_ratio": round(cpu_median(commands[name][0]) / base_cpu, 2),
+            "cpu_median_ms": round(cpu_median(*commands[name]) * 1000, 1),
+            "cpu_ratio": round(cpu_median(*commands[name]) / base_cpu, 2),
         }
         for name, values in times.items()
     }
@@ -268,7 +272,7 @@ def against_grep(size_mb: int, rules: list[str], runs: int, storm: bool, folder:
         for name, argv in commands.items():
             times[name].append(run(argv, env, ok=(0, 1)))
     medians = {name: statistics.median(values) for name, values in times.items()}
-    cpu = {name: cpu_median(argv) for name, argv in commands.items()}
+    cpu = {name: cpu_median(argv, env) for name, argv in commands.items()}
     return {
         "grep_anchors_s": round(medians["grep-anchors"], 3),
         "ratio_anchors": round(medians["explain"] / medians["grep-anchors"], 2),
