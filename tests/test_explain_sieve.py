@@ -1,4 +1,4 @@
-"""The hyperscan first pass over big inputs finds exactly what the text scanner alone finds, block edges included."""
+"""The fast paths change nothing but the time: the hyperscan first pass (block edges included) and the literal index."""
 
 from __future__ import annotations
 
@@ -68,3 +68,16 @@ def test_without_hyperscan_the_text_scanner_reads_everything(monkeypatch: pytest
     data = log(4, 5_000)
     ids = [m["id"] for m in explain_stream(io.BytesIO(data), RULESET).matches]
     assert "tcp-connection-refused" in ids and "slots-too-many-clients" in ids
+
+
+def test_the_literal_index_picks_the_same_matches_as_trying_every_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rule example, explained with the literal index forced on and forced off."""
+    texts = [example["text"] for rule in RULESET for example in rule.examples]
+
+    def ids(min_candidates: int) -> list[list[tuple[str, str]]]:
+        monkeypatch.setattr(explain_module.RuleIndex, "MIN_CANDIDATES", min_candidates)
+        return [
+            [(m["id"], m["confidence"]) for m in explain_module.explain_text(text, RULESET).matches] for text in texts
+        ]
+
+    assert ids(0) == ids(10**9)
