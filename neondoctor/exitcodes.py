@@ -12,3 +12,5 @@ class ExitCode(IntEnum):
     """A finding: url has an error, explain matched nothing, a check probe failed."""
     USAGE = 2
     """Could not run: no target anywhere, unreadable input, unknown option."""
+    CRASH = 3
+    """A neondoctor bug: one line on stderr and a crash log to attach."""

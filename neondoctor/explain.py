@@ -906,6 +906,7 @@ def _as_match(hit: _Hit, redactor: Redactor, agreeing: dict[str, int]) -> dict[s
         "hint": redactor(hint) if (hint := format_hint(rule.hint, captures)) else None,
         "cause": rule.cause,
         "fix": list(rule.fix),
+        "fix_when": list(rule.fix_when),
         "docs": list(rule.docs),
         "excerpt": redactor(hit.candidate.text),
         "line": hit.candidate.line,

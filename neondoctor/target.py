@@ -43,6 +43,8 @@ DRIVER_PARAMS = {
     "prepareThreshold".lower(): "a JDBC-only option",
     "search_path": "not a libpq parameter; use options=-csearch_path%3D<schema>",
     "statement_timeout": "not a libpq parameter; use options=-cstatement_timeout%3D<ms>",
+    "endpoint": "Neon's endpoint id given as a plain parameter; libpq has no such parameter: Neon reads it from "
+    "options=endpoint%3D<id>",
 }
 PARAM_MEANINGS = {
     "sslmode": "how hard libpq insists on TLS and on checking the server certificate",
@@ -85,6 +87,13 @@ LIBPQ_ENV = {
     "PGTARGETSESSIONATTRS": "target_session_attrs",
 }
 
+
+ASYNCPG_URL_KEYWORDS = frozenset({"host", "port", "user", "password", "dbname", "passfile", "target_session_attrs"})
+"""libpq parameters that are also asyncpg.connect() keywords (SQLAlchemy maps dbname to database)."""
+ASYNCPG_ONLY_KEYWORDS = frozenset(
+    {"ssl", "timeout", "command_timeout", "statement_cache_size", "prepared_statement_cache_size", "direct_tls"}
+)
+"""asyncpg.connect() keywords that a postgresql+asyncpg:// URL may carry and libpq does not know."""
 
 ENV_NAMES = {keyword: name for name, keyword in LIBPQ_ENV.items()}
 
@@ -157,6 +166,8 @@ class Target:
     """Parameters taken from PG* environment variables because the string does not set them."""
     libpq_error: str | None = None
     """libpq's own complaint about the string, redacted, or None when libpq accepts it."""
+    given_query: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    """The URL's query parameters as written, driver-only ones included (values may hold secrets)."""
 
     @property
     def password(self) -> str | None:
@@ -180,6 +191,17 @@ class Target:
             raw_port = ports[index] if index < len(ports) else (ports[0] if len(ports) == 1 else "")
             pairs.append((host.strip(), _port_or_default(raw_port)))
         return pairs
+
+    @property
+    def ports_written(self) -> list[int | str]:
+        """The port of each host as the string names it, even when it is not a valid TCP port."""
+        hosts = (self.params.get("host") or "").split(",")
+        ports = [p.strip() for p in (self.params.get("port") or "").split(",")]
+        written: list[int | str] = []
+        for index in range(len(hosts)):
+            raw = ports[index] if index < len(ports) else (ports[0] if len(ports) == 1 else "")
+            written.append(int(raw) if raw.isdigit() else raw or 5432)
+        return written
 
     @property
     def host(self) -> str | None:
@@ -208,6 +230,7 @@ class Target:
     def to_json(self) -> dict[str, Any]:
         params = {k: v for k, v in self.params.items() if k not in {"user", "password", "host", "port", "dbname"}}
         host = self.params.get("host")
+        ports = self.ports_written
         return self.redactor.obj(
             {
                 "source": self.source,
@@ -220,15 +243,18 @@ class Target:
                 "password_source": self.password_source,
                 "from_env": {key: ENV_NAMES[key] for key in self.from_env},
                 "host": host or None,
-                "hosts": [{"host": h or None, "port": p} for h, p in self.hosts] if host and "," in host else None,
-                "port": self.port,
+                "hosts": [{"host": h or None, "port": p} for (h, _), p in zip(self.hosts, ports, strict=True)]
+                if host and "," in host
+                else None,
+                "port": ports[0],
                 "database": self.database,
                 "params": params,
                 "neon": self.neon.to_json() if self.neon else None,
                 "libpq_error": self.libpq_error,
                 "libpq_version": libpq_version(),
                 "findings": [f.to_json() for f in self.findings],
-            }
+            },
+            patterns=False,
         )
 
 
@@ -298,6 +324,8 @@ class _Intent:
 
     user: str | None = None
     password_raw: str | None = None
+    password_span: tuple[int, int] | None = None
+    """Where password_raw sits in the text given to :func:`_read_url`."""
     hostport: str = ""
     path: str | None = None
     query: str = ""
@@ -321,10 +349,15 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         scheme, _, driver_part = url.group("scheme").lower().partition("+")
         driver = driver_part or None
         intent = _read_url(text[url.end() :])
-        for secret in _password_pieces(intent.password_raw):
-            redactor.add(secret)
+        if intent.password_span:
+            redactor.add_region(text, url.end() + intent.password_span[0], url.end() + intent.password_span[1])
+        redactor.add(_unquote(intent.password_raw or ""))
         _scheme_findings(scheme, driver, bool(url.group("jdbc")), findings)
-        fixed_text, dropped = _libpq_url(scheme, intent, jdbc=bool(url.group("jdbc")))
+        fixed_text, dropped, fixed_span = _libpq_url(scheme, intent, jdbc=bool(url.group("jdbc")), driver=driver)
+        if fixed_span:
+            redactor.add_region(fixed_text, *fixed_span)
+        _query_password_regions(text, redactor)
+        _query_password_regions(fixed_text, redactor)
     else:
         if re.match(r"^jdbc:postgresql:", text, re.IGNORECASE):
             findings.append(
@@ -336,8 +369,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
                 )
             )
             text = ""
-        for match in re.finditer(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", text, re.IGNORECASE):
-            redactor.add(match.group(1).strip("'"))
+        _keyvalue_password_regions(text, redactor)
         fixed_text = text
 
     literal_params, libpq_error = _libpq_parse(text, redactor)
@@ -358,7 +390,10 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         password_source = "PGPASSWORD"
     redactor.add(params.get("password"))
 
-    _param_findings(params, dropped, form, driver, findings)
+    shown = {redactor.fragment(k) or MASK: redactor.fragment(v) or "" for k, v in dropped.items()}
+    _param_findings(params, shown, form, driver, findings)
+    if driver == "asyncpg" and dropped.get("ssl") in SSLMODES and "sslmode" not in params and not fixed_error:
+        params["sslmode"] = dropped["ssl"]
     _host_findings(params, findings)
     neon = _neon_host(params.get("host", "").split(",")[0])
     _neon_findings(neon, params, driver, findings)
@@ -385,7 +420,8 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         redactor=redactor,
         password_source=password_source,
         from_env=from_env,
-        libpq_error=redactor(libpq_error) if libpq_error else None,
+        libpq_error=libpq_error,
+        given_query=parse_qsl(intent.query, keep_blank_values=True) if intent is not None else [],
     )
 
 
@@ -465,22 +501,43 @@ def _clean_input(text: str, findings: list[Finding], redactor: Redactor) -> str:
     return stripped
 
 
-def _read_url(rest: str) -> _Intent:
-    """Split scheme-less URL text into its parts the way a human reads it.
+_QUERY_AFTER_AUTHORITY = re.compile(
+    r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]*\])(?::\d*)?(?:,(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]*\])(?::\d*)?)*"
+    r"(?:/[^?#@/]*)?\?(?P<key>[A-Za-z_]+)="
+)
 
-    The password may hold unescaped '@', '/', '?' or ':' characters: the userinfo ends at the
-    last '@' that is not inside the query string.
+
+def _userinfo_end(rest: str) -> int:
+    """Where the userinfo ends: the LAST '@', so that a password holding unescaped '@', '/', '?', '#',
+    '=' or ':' stays whole (reading it short would print the rest as host, port or options).
+
+    The one exception: an '@' inside the query string of a URL, recognised when the text after an
+    earlier '@' (or the start, for a URL without userinfo) reads as host[:port][/db]?keyword= with a
+    real libpq or driver keyword (``?application_name=me@laptop``).
     """
-    intent = _Intent()
     at = rest.rfind("@")
-    question = rest.find("?")
-    if at != -1 and question != -1 and question < at and "=" in rest[question:at]:
-        at = rest[:question].rfind("@")
+    if at == -1:
+        return -1
+    known = libpq_keywords() | set(PRISMA_PARAMS) | set(DRIVER_PARAMS)
+    starts = [-1] + [i for i, c in enumerate(rest[:at]) if c == "@"]
+    for start in starts:
+        match = _QUERY_AFTER_AUTHORITY.match(rest, start + 1)
+        if match and match.end() <= at and match.group("key") in known:
+            return start
+    return at
+
+
+def _read_url(rest: str) -> _Intent:
+    """Split scheme-less URL text into its parts the way a human reads it (see :func:`_userinfo_end`)."""
+    intent = _Intent()
+    at = _userinfo_end(rest)
     if at != -1:
         userinfo, rest = rest[:at], rest[at + 1 :]
         user, colon, password = userinfo.partition(":")
         intent.user = user
         intent.password_raw = password if colon else None
+        if colon and password:
+            intent.password_span = (len(user) + 1, at)
     authority_end = min((i for i in (rest.find("/"), rest.find("?")) if i != -1), default=len(rest))
     intent.hostport = rest[:authority_end]
     rest = rest[authority_end:]
@@ -493,13 +550,32 @@ def _read_url(rest: str) -> _Intent:
     return intent
 
 
-def _password_pieces(raw: str | None) -> list[str]:
-    if not raw:
-        return []
-    pieces = {raw, _unquote(raw)}
-    for piece in re.split(r"[@/?#:]", raw):
-        pieces |= {piece, _unquote(piece)}
-    return [p for p in pieces if p]
+def _query_password_regions(text: str, redactor: Redactor) -> None:
+    """``?password=…`` in a URL's query (JDBC writes it there): secret up to the next ``&key=`` whose key is a
+    real libpq or driver parameter, or the end (an unencoded ``&`` inside the password stays inside)."""
+    known = libpq_keywords() | set(PRISMA_PARAMS) | set(DRIVER_PARAMS) | {"currentSchema", "ApplicationName"}
+    for match in re.finditer(r"[?&;]password=", text, re.IGNORECASE):
+        start = match.end()
+        end = len(text)
+        for following in re.finditer(r"[&;#](?P<key>[A-Za-z_]+)=", text[start:]):
+            if following.group("key") in known or following.group("key").lower() in known:
+                end = start + following.start()
+                break
+        redactor.add_region(text, start, end)
+
+
+def _keyvalue_password_regions(text: str, redactor: Redactor) -> None:
+    """``password=…`` in a key=value string: a quoted value to its closing quote; an unquoted one up to
+    the next ``key=`` (a password with a space, unquoted, is still hidden whole)."""
+    for match in re.finditer(r"(?:^|\s)password\s*=\s*", text, re.IGNORECASE):
+        start = match.end()
+        if text[start : start + 1] == "'":
+            quoted = re.compile(r"'((?:[^'\\]|\\.)*)('?)").match(text, start)
+            assert quoted is not None
+            redactor.add_region(text, quoted.start(1), quoted.end(1))
+            continue
+        following = re.compile(r"\s+[A-Za-z_]+\s*=").search(text, start)
+        redactor.add_region(text, start, following.start() if following else len(text.rstrip()))
 
 
 def _unquote(text: str) -> str:
@@ -551,28 +627,41 @@ def _scheme_findings(scheme: str, driver: str | None, jdbc: bool, findings: list
         )
 
 
-def _libpq_url(scheme: str, intent: _Intent, *, jdbc: bool) -> tuple[str, dict[str, str]]:
+def _libpq_url(
+    scheme: str, intent: _Intent, *, jdbc: bool, driver: str | None = None
+) -> tuple[str, dict[str, str], tuple[int, int] | None]:
     """Rebuild the URL for libpq: plain scheme, password encoded as the user meant it, driver-only
-    query parameters set aside."""
+    query parameters set aside. Also returns where the password sits in the rebuilt URL."""
+    base = "postgresql" if scheme in ("postgresql", "postgres") else scheme
     userinfo = ""
+    span = None
     if intent.user is not None:
         userinfo = intent.user
         password = intent.password_raw
         if password is not None:
-            userinfo += ":" + (quote(_unquote(password), safe="") if _needs_encoding(password) else password)
+            shown = quote(_unquote(password), safe="") if _needs_encoding(password) else password
+            start = len(base) + 3 + len(userinfo) + 1
+            span = (start, start + len(shown)) if shown else None
+            userinfo += ":" + shown
         userinfo += "@"
     kept: list[tuple[str, str]] = []
     dropped: dict[str, str] = {}
     known = libpq_keywords()
     for key, value in parse_qsl(intent.query, keep_blank_values=True):
-        if key in known or not (jdbc or key in PRISMA_PARAMS or key.lower() in DRIVER_PARAMS):
+        asyncpg_only = driver == "asyncpg" and key in ASYNCPG_ONLY_KEYWORDS
+        if key in known or not (jdbc or asyncpg_only or key in PRISMA_PARAMS or key.lower() in DRIVER_PARAMS):
             kept.append((key, value))
         else:
             dropped[key] = value
+    if jdbc and dropped.get("ssl", "").lower() in ("", "true") and "ssl" in dropped and "sslmode" not in dict(kept):
+        # pgjdbc: ssl=true alone means verify-full against Java's trust store
+        # (https://jdbc.postgresql.org/documentation/ssl/#configuring-the-client).
+        kept.append(("sslmode", "verify-full"))
+        if "sslrootcert" not in dict(kept) and libpq_version_at_least(160000):
+            kept.append(("sslrootcert", "system"))
     query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in kept)
     path = "" if intent.path is None else "/" + intent.path
-    base = "postgresql" if scheme in ("postgresql", "postgres") else scheme
-    return f"{base}://{userinfo}{intent.hostport}{path}" + (f"?{query}" if query else ""), dropped
+    return f"{base}://{userinfo}{intent.hostport}{path}" + (f"?{query}" if query else ""), dropped, span
 
 
 def _in_written_order(params: dict[str, str], query: str) -> dict[str, str]:
@@ -582,7 +671,7 @@ def _in_written_order(params: dict[str, str], query: str) -> dict[str, str]:
 
 
 def _needs_encoding(raw: str) -> bool:
-    return bool(re.search(r"[@/?#]|%(?![0-9a-fA-F]{2})", raw))
+    return bool(re.search(r"[@/?# ]|%(?![0-9a-fA-F]{2})", raw))
 
 
 _KEYWORDS: frozenset[str] | None = None
@@ -596,6 +685,12 @@ def libpq_keywords() -> frozenset[str]:
 
         _KEYWORDS = frozenset(o.keyword.decode() for o in pq.Conninfo.get_defaults())
     return _KEYWORDS
+
+
+def libpq_version_at_least(number: int) -> bool:
+    from psycopg import pq
+
+    return pq.version() >= number
 
 
 def libpq_version() -> str:
@@ -614,11 +709,11 @@ def _libpq_parse(text: str, redactor: Redactor) -> tuple[dict[str, str], str | N
     except ProgrammingError as exc:
         return {}, redactor(str(exc).strip())
     except (ValueError, UnicodeError) as exc:
-        return {}, redactor(f"cannot be parsed: {exc}")
+        return {}, redactor(f"cannot be parsed: {type(exc).__name__}")
 
 
 def _libpq_error_finding(error: str, form: str) -> Finding:
-    if "percent-encoded" in error:
+    if "invalid percent-encoded token" in error:
         return Finding(
             "url-invalid-percent-encoding",
             Severity.ERROR,
@@ -655,23 +750,43 @@ def _password_findings(
     redactor: Redactor,
 ) -> None:
     raw = intent.password_raw or ""
-    reserved = sorted({c for c in raw if c in "@/?#"})
+    reserved = sorted({c for c in raw if c in "@/?# "})
     if re.search(r"%(?![0-9a-fA-F]{2})", raw):
         reserved.append("%")
     if not reserved:
         return
     encodings = ", ".join(f"'{c}' → {quote(c, safe='')}" for c in reserved)
+    if reserved == ["#"] and not literal_error and literal.get("password") == _unquote(raw):
+        findings.append(
+            Finding(
+                "url-password-hash",
+                Severity.WARNING,
+                "the password holds '#': libpq reads it as part of the password, but SQLAlchemy, node-postgres, "
+                "JDBC and most URL parsers cut the string there (the start of a URL fragment)",
+                f"Percent-encode it: {encodings}, so that every client reads the same password",
+            )
+        )
+        return
+    named = " ".join("space" if c == " " else c for c in reserved)
+    severity = Severity.ERROR
     if literal_error:
-        reads = f"libpq cannot parse it at all ({literal_error})"
+        reads = f"libpq cannot parse it at all ({literal_error}), not host {intent.hostport!r}"
+    elif literal.get("password") == _unquote(raw) and literal.get("host") == intent.hostport.rsplit(":", 1)[0]:
+        severity = Severity.WARNING
+        reads = (
+            "libpq happens to read it whole, but most other URL parsers (JDBC, node-postgres, Prisma, Python's "
+            "urllib) cut the password there"
+        )
     else:
-        shown = {k: literal.get(k) for k in ("user", "host", "port", "dbname")}
+        shown = {k: redactor.fragment(literal.get(k)) for k in ("user", "host", "port", "dbname")}
         reads = "libpq reads it as " + ", ".join(f"{k}={v!r}" for k, v in shown.items() if v is not None)
+        reads += f", not host {intent.hostport!r}"
     findings.append(
         Finding(
             "url-password-unencoded",
-            Severity.ERROR,
-            f"the password holds reserved URL characters ({' '.join(reserved)}) that are not percent-encoded: "
-            f"{redactor(reads)}, not host {redactor(intent.hostport)!r}",
+            severity,
+            f"the password holds reserved URL characters ({named}) that are not percent-encoded: "
+            f"{reads}",
             f"Percent-encode the password: {encodings} (Python: urllib.parse.quote(password, safe='')); "
             "the libpq-ready URL shown has it encoded (and masked)",
         )
@@ -683,7 +798,19 @@ def _param_findings(
 ) -> None:
     for key, value in dropped.items():
         lowered = key.lower()
-        if key in PRISMA_PARAMS:
+        if driver == "asyncpg" and key in ASYNCPG_ONLY_KEYWORDS:
+            findings.append(
+                Finding(
+                    f"url-asyncpg-keyword-{key.replace('_', '-')}",
+                    Severity.INFO,
+                    f"'{key}={value}' is asyncpg's own keyword (SQLAlchemy passes it to asyncpg.connect()); "
+                    + ("libpq spells it sslmode" if key == "ssl" else "libpq does not know it")
+                    + ", so the libpq-ready URL "
+                    + ("carries sslmode instead" if key == "ssl" and value in SSLMODES else "leaves it out"),
+                    "Keep it in the postgresql+asyncpg:// URL; give libpq clients the libpq-ready URL shown",
+                )
+            )
+        elif key in PRISMA_PARAMS:
             findings.append(
                 Finding(
                     "url-prisma-parameter",
@@ -696,6 +823,8 @@ def _param_findings(
             )
         elif form == "jdbc":
             hint = DRIVER_PARAMS.get(lowered, "not a libpq parameter")
+            if lowered == "ssl":
+                hint = "pgjdbc's TLS switch: alone it means sslmode=verify-full against Java's trust store"
             findings.append(
                 Finding(
                     "url-jdbc-parameter",
@@ -709,8 +838,8 @@ def _param_findings(
                 Finding(
                     "url-driver-parameter",
                     Severity.ERROR,
-                    f"'{key}' is {DRIVER_PARAMS.get(lowered, 'not a libpq parameter')}; libpq rejects the whole "
-                    f'string with: invalid URI query parameter: "{key}"',
+                    f"'{key}={value}' is {DRIVER_PARAMS.get(lowered, 'not a libpq parameter')}; libpq rejects the "
+                    f'whole string with: invalid URI query parameter: "{key}"',
                     "Remove it (the libpq-ready URL shown has it removed)"
                     + ("; add sslmode=require" if lowered == "ssl" and "sslmode" not in params else ""),
                 )
@@ -728,22 +857,26 @@ def _param_findings(
             )
         )
     if driver == "asyncpg":
-        for key in ("sslmode", "channel_binding", "options"):
-            if key in params:
-                fix = {
-                    "sslmode": "SQLAlchemy ≥ 2.0 translates sslmode for asyncpg; with older versions use ?ssl=require",
-                    "channel_binding": "Remove channel_binding from the URL that asyncpg reads",
-                    "options": "Pass server settings via connect_args={'server_settings': {...}}",
-                }[key]
-                findings.append(
-                    Finding(
-                        f"url-asyncpg-{key.replace('_', '-')}",
-                        Severity.WARNING if key == "sslmode" else Severity.ERROR,
-                        f"asyncpg does not take the libpq parameter '{key}': connect() got an unexpected keyword "
-                        f"argument '{key}'",
-                        fix,
-                    )
+        for key in params:
+            if key in ASYNCPG_URL_KEYWORDS:
+                continue
+            fix = {
+                "sslmode": "Write ?ssl=" + (params[key] if params[key] in SSLMODES else "require")
+                + " instead (asyncpg's keyword); for a CA file see `neondoctor url --for sqlalchemy-async`",
+                "sslrootcert": "Pass the CA in code: connect_args={'ssl': ssl.create_default_context(cafile=...)}",
+                "options": "Pass server settings via connect_args={'server_settings': {...}}",
+                "connect_timeout": "Write ?timeout=SECONDS (asyncpg's keyword) instead",
+                "application_name": "Pass connect_args={'server_settings': {'application_name': ...}}",
+            }.get(key, f"Remove {key} from the URL that SQLAlchemy gives asyncpg")
+            findings.append(
+                Finding(
+                    f"url-asyncpg-{key.replace('_', '-')}",
+                    Severity.ERROR,
+                    f"SQLAlchemy passes each URL query parameter to asyncpg.connect() as a keyword, and asyncpg has "
+                    f"no '{key}': connect() got an unexpected keyword argument '{key}' (SQLAlchemy 2.1, asyncpg 0.32)",
+                    fix,
                 )
+            )
     channel_binding = params.get("channel_binding")
     if channel_binding:
         meaning = {

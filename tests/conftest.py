@@ -32,13 +32,31 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, _interrupt)
 
 
-@pytest.fixture(scope="session")
-def pg_bindir() -> Path:
-    bindir = pgcluster.find_bindir()
+MIN_MAJORS_ON_CI = 2
+
+
+def _bindir_params() -> list[Any]:
+    bindirs = pgcluster.find_bindirs()
+    if not bindirs:
+        return [pytest.param(None, id="no-pg")]
+    return [pytest.param(bindir, id=f"pg{pgcluster.server_major(bindir)}") for bindir in bindirs]
+
+
+@pytest.fixture(scope="session", params=_bindir_params())
+def pg_bindir(request: pytest.FixtureRequest) -> Path:
+    """The server binaries; every real-database test runs once per major version found (pg15, pg18, ...)."""
+    bindir = request.param
     if bindir is None:
         if on_ci():
             pytest.fail(MISSING_BINARIES, pytrace=False)
         pytest.skip(MISSING_BINARIES)
+    majors = len(pgcluster.find_bindirs())
+    if on_ci() and majors < MIN_MAJORS_ON_CI:
+        pytest.fail(
+            f"CI runs the real-database tests on at least {MIN_MAJORS_ON_CI} PostgreSQL major versions, found "
+            f"{majors}: .ci/install-postgres-npm installs the newest",
+            pytrace=False,
+        )
     return bindir
 
 
@@ -55,7 +73,7 @@ def pg_factory(pg_bindir: Path) -> Iterator[PgFactory]:
         key = _config_key(config)
         cluster = clusters.get(key)
         if cluster is None or not cluster.running:
-            cluster = clusters[key] = start_cluster(**config)
+            cluster = clusters[key] = start_cluster(bindir=pg_bindir, **config)
         return cluster
 
     yield factory

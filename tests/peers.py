@@ -261,7 +261,23 @@ class Hangup:
     """Close the socket without a word (what the proxy does on a protocol violation)."""
 
 
-Step = Error | AskPassword | AskSasl | Ready | Notice | Sleep | Raw | Hangup
+@dataclass(frozen=True)
+class Trickle:
+    """Send ``data`` one byte every ``interval`` seconds (a peer that keeps a deadline-per-recv client waiting)."""
+
+    data: bytes
+    interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class Flood:
+    """Send ``message`` ``count`` times (a flood of notices, an oversized reply in pieces)."""
+
+    message: bytes
+    count: int
+
+
+Step = Error | AskPassword | AskSasl | Ready | Notice | Sleep | Raw | Hangup | Trickle | Flood
 
 
 @dataclass(frozen=True)
@@ -270,11 +286,14 @@ class PgScript:
 
     ``tls``: answer ``S`` to SSLRequest and do TLS (else ``N``). ``insecure_error``: a StartupMessage
     without TLS gets this error instead of the steps (Neon's proxy refuses plaintext).
+    ``ssl_reply``: answer SSLRequest with these bytes instead (``b"S" + garbage``: SSL accepted, then
+    not TLS), then hang up.
     """
 
     steps: tuple[Step, ...]
     tls: bool = True
     insecure_error: str | None = None
+    ssl_reply: bytes | None = None
 
 
 NEON_INSECURE = "connection is insecure (try using `sslmode=require`)"
@@ -473,6 +492,10 @@ class PgProtocolPeer(_StreamPeer):
             code, body = wire.read_startup()
             if code == SSL_REQUEST_CODE and not seen.tls:
                 seen.ssl_requested = True
+                if self.script.ssl_reply is not None:
+                    wire.send(self.script.ssl_reply)
+                    self._stop.wait(1.0)
+                    return
                 if self._context is None:
                     wire.send(b"N")
                     continue
@@ -537,6 +560,16 @@ class PgProtocolPeer(_StreamPeer):
             self._stop.wait(step.seconds)
         elif isinstance(step, Raw):
             wire.send(step.data)
+        elif isinstance(step, Trickle):
+            for byte in step.data:
+                if self._stop.wait(step.interval):
+                    return False
+                wire.send(bytes([byte]))
+        elif isinstance(step, Flood):
+            for _ in range(step.count):
+                if self._stop.is_set():
+                    return False
+                wire.send(step.message)
         elif isinstance(step, Hangup):
             return False
         return True

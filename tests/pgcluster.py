@@ -35,7 +35,7 @@ BOB_PASSWORD = "bobpw123"
 SUPERUSER_PASSWORD = "sup3r-Secret!pw"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WRONG_NAME = "db.wrong.invalid"
-SSL_MODES = ("ca", "selfsigned", "wrongname", "expired")
+SSL_MODES = ("ca", "selfsigned", "wrongname", "expired", "notyet", "nochain")
 MISSING_BINARIES = "PostgreSQL server binaries not found; .ci/run must install them"
 LOCAL_ADMIN_HBA = "local all all trust"
 DEFAULT_HBA = (
@@ -61,6 +61,8 @@ RESET ROLE;
 """
 SERVER_LOG = "server.log"
 BINDIR_ENV = "NEONDOCTOR_PG_BINDIR"
+EXTRA_BINDIRS_ENV = "NEONDOCTOR_PG_EXTRA_BINDIRS"
+EXTRA_INSTALL_ROOTS = ("/opt/neondoctor-pg", "~/.cache/neondoctor-pg")
 START_TIMEOUT = 30
 _STOP_TIMEOUT = 15
 
@@ -108,6 +110,53 @@ def find_bindir() -> Path | None:
         if _has_initdb(Path(candidate)):
             return Path(candidate)
     return None
+
+
+def server_major(bindir: Path) -> int:
+    """The major version of the server in ``bindir`` (``postgres --version``), 0 when it cannot tell."""
+    return _server_major(str(bindir))
+
+
+@functools.cache
+def _server_major(bindir: str) -> int:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run([str(Path(bindir) / "postgres"), "--version"], capture_output=True, text=True, timeout=10)
+        match = re.search(r"PostgreSQL\)?\s+(\d+)", out.stdout)
+        if match:
+            return int(match.group(1))
+    return 0
+
+
+@functools.cache
+def find_bindirs() -> tuple[Path, ...]:
+    """Every server the real-database tests run against, one per major version, the OS's first.
+
+    The first is :func:`find_bindir`; then ``NEONDOCTOR_PG_EXTRA_BINDIRS`` (``:``-separated) if set
+    (only that when ``NEONDOCTOR_PG_BINDIR`` forces the first), else every ``*/bin`` under
+    /opt/neondoctor-pg and ~/.cache/neondoctor-pg (where ``.ci/install-postgres-npm`` puts the newest).
+    """
+    first = find_bindir()
+    if first is None:
+        return ()
+    found = [first]
+    extra = os.environ.get(EXTRA_BINDIRS_ENV)
+    if extra is None and os.environ.get(BINDIR_ENV):
+        extra = ""
+    if extra is not None:
+        candidates = [Path(part) for part in extra.split(":") if part]
+    else:
+        candidates = [
+            Path(path)
+            for root in EXTRA_INSTALL_ROOTS
+            for path in sorted(glob.glob(os.path.join(os.path.expanduser(root), "*", "bin")))
+        ]
+    majors = {server_major(bindir) for bindir in found}
+    for bindir in candidates:
+        major = server_major(bindir) if _has_initdb(bindir) else 0
+        if major and major not in majors:
+            majors.add(major)
+            found.append(bindir)
+    return tuple(found)
 
 
 def require_bindir() -> Path:
@@ -229,17 +278,29 @@ class HarnessCA:
     ca: Any
     path: Path
 
-    def issue(self, directory: Path, names: Sequence[str], *, expired: bool = False) -> tuple[Path, Path]:
-        """Write ``server.crt`` and ``server.key`` for these names into ``directory``."""
-        if expired:
-            now = dt.datetime.now(dt.UTC)
+    def issue(
+        self, directory: Path, names: Sequence[str], *, expired: bool = False, mode: str = "ca"
+    ) -> tuple[Path, Path]:
+        """Write ``server.crt`` and ``server.key`` for these names into ``directory``.
+
+        ``mode`` ``notyet``: valid from tomorrow; ``nochain``: issued by an intermediate CA that the file leaves out.
+        """
+        now = dt.datetime.now(dt.UTC)
+        if expired or mode == "expired":
             leaf = self.ca.issue_cert(
                 *names, not_before=now - dt.timedelta(days=30), not_after=now - dt.timedelta(days=1)
             )
+        elif mode == "notyet":
+            leaf = self.ca.issue_cert(
+                *names, not_before=now + dt.timedelta(days=1), not_after=now + dt.timedelta(days=60)
+            )
+        elif mode == "nochain":
+            leaf = self.ca.create_child_ca().issue_cert(*names)
         else:
             leaf = self.ca.issue_cert(*names)
+        pems = leaf.cert_chain_pems[:1] if mode == "nochain" else leaf.cert_chain_pems
         cert_path, key_path = directory / "server.crt", directory / "server.key"
-        cert_path.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        cert_path.write_bytes(b"".join(blob.bytes() for blob in pems))
         leaf.private_key_pem.write_to_path(str(key_path))
         os.chmod(key_path, 0o600)
         return cert_path, key_path
@@ -560,16 +621,19 @@ def start_cluster(
     setup_sql: Sequence[str] = (),
     cert_names: Sequence[str] = (),
     ipv6: bool | None = None,
+    bindir: Path | None = None,
 ) -> PgCluster:
     """Start a fresh cluster.
 
     ``ssl``: False/None (off), True or ``"ca"`` (signed by the test CA), ``"selfsigned"``,
-    ``"wrongname"`` (CA-signed, SAN only ``db.wrong.invalid``), ``"expired"`` (CA-signed, expired).
+    ``"wrongname"`` (CA-signed, SAN only ``db.wrong.invalid``), ``"expired"`` (CA-signed, expired),
+    ``"notyet"`` (CA-signed, valid from tomorrow), ``"nochain"`` (signed by an intermediate the server does not send).
     ``hba``: host lines after ``local all all trust`` (default: scram from 127.0.0.1 and ::1).
     ``settings``: postgresql.conf overrides. ``users``: extra LOGIN roles, name → password (None: no password).
     ``seed_app``: roles alice/bob and database ``app`` with its tables. ``setup_sql``: run as superuser last.
+    ``bindir``: the server's binaries (default: :func:`require_bindir`).
     """
-    bindir = require_bindir()
+    bindir = bindir or require_bindir()
     mode = {False: None, None: None, True: "ca"}.get(ssl, ssl) if not isinstance(ssl, str) else ssl
     if mode is not None and mode not in SSL_MODES:
         raise ValueError(f"ssl must be one of {SSL_MODES} or a bool, not {ssl!r}")
@@ -636,9 +700,7 @@ def _configure(cluster: PgCluster, mode: str | None, settings: Mapping[str, Any]
         else:
             ca = harness_ca()
             cluster.ca_path = ca.path
-            cert, key = ca.issue(
-                cluster.datadir, [WRONG_NAME] if mode == "wrongname" else names, expired=mode == "expired"
-            )
+            cert, key = ca.issue(cluster.datadir, [WRONG_NAME] if mode == "wrongname" else names, mode=mode)
         user.own(cert, key)
         public = cluster.basedir / "server.crt"
         shutil.copyfile(cert, public)

@@ -94,7 +94,7 @@ def test_json_contract_best_first() -> None:
     result = run("explain", "--json", text)
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert list(data) == ["answer", "matches", "sqlstates"]
+    assert list(data) == ["schema", "answer", "matches", "sqlstates"]
     assert data["answer"]["id"] == "auth-password-failed" and data["answer"]["confidence"] == "high"
     ids = [m["id"] for m in data["matches"]]
     assert ids[:2] == ["auth-password-failed", "tcp-connection-refused"]
@@ -114,6 +114,7 @@ def test_nothing_matched_exits_1_with_the_next_step_and_the_sqlstate_class() -> 
     as_json = run("explain", "--json", NO_MATCH)
     assert as_json.exit_code == 1
     assert json.loads(as_json.stdout) == {
+        "schema": "neondoctor.explain/1",
         "answer": None,
         "matches": [],
         "sqlstates": [
@@ -178,18 +179,37 @@ def test_no_text_and_a_terminal_on_stdin_is_a_usage_problem(monkeypatch: pytest.
         _explain_input((), None)
 
 
-def test_an_unreadable_file_is_a_usage_problem(tmp_path: Path) -> None:
+def test_an_unreadable_file_is_a_usage_problem_even_when_the_suite_runs_as_root(tmp_path: Path) -> None:
+    """Root reads a mode-0 file, so as root (CI) the CLI runs without the capabilities that allow it."""
+    import shutil
+
     log = tmp_path / "secret.log"
     log.write_text(REFUSED)
     log.chmod(0)
-    if not os.access(log, os.R_OK):
-        result = run("explain", "--file", str(log))
-        assert result.exit_code == 2
-        assert "Permission denied" in result.stderr
-    if Path("/proc/self/mem").exists():  # opens fine, then the first read fails (EIO), even for root
-        result = run("explain", "--file", "/proc/self/mem")
-        assert result.exit_code == 2
-        assert result.stderr == "neondoctor: error: cannot read /proc/self/mem: Input/output error\n"
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) drops root's file-permission override for this test"
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+    result = subprocess.run(
+        [*prefix, sys.executable, "-m", "neondoctor", "explain", "--file", str(log)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NEONDOCTOR_NO_CACHE": "1"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"neondoctor: error: cannot read {log}: Permission denied\n"
+
+
+def test_a_directory_or_a_failing_read_is_a_usage_problem(tmp_path: Path) -> None:
+    result = run("explain", "--file", str(tmp_path))
+    assert result.exit_code == 2
+    assert result.stderr == f"neondoctor: error: cannot read {tmp_path}: Is a directory\n"
+    # /proc/self/mem opens fine, then the first read fails (EIO), even for root
+    result = run("explain", "--file", "/proc/self/mem")
+    assert result.exit_code == 2
+    assert result.stderr == "neondoctor: error: cannot read /proc/self/mem: Input/output error\n"
 
 
 def test_a_missing_env_rules_folder_is_a_usage_problem(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

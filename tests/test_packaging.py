@@ -29,6 +29,7 @@ def test_non_editable_install_ships_the_rules_and_runs_from_any_directory(tmp_pa
     )
     assert built.returncode == 0, built.stdout + built.stderr
     assert (target / "neondoctor" / "_rules" / "README.md").is_file()
+    assert (target / "neondoctor" / "schemas" / "check.json").is_file()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target), "NO_COLOR": "1"}

@@ -6,13 +6,14 @@ import base64
 import json
 import random
 import string
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
 from click.testing import CliRunner
 
 from neondoctor.cli import cli
-from neondoctor.redact import Redactor, redact_patterns
+from neondoctor.redact import Redactor, redact_patterns, value_maskable
 
 ALPHABET = string.ascii_letters + string.digits + "@/?#:%&=+ $!*'()[];,~-_.\\\"é€"
 SHAPES = (
@@ -98,3 +99,131 @@ def test_redactor_known_secret_in_every_encoding() -> None:
 )
 def test_patterns_hide_unknown_passwords(text: str) -> None:
     assert "hunter2hunter2" not in redact_patterns(text)
+
+
+# --------------------------------------------------------------------------- issue 8: never leak, never mangle
+
+
+def _url_run(*args: str, env: dict[str, str | None] | None = None) -> str:
+    result = CliRunner().invoke(cli, ["url", *args], env={"NO_COLOR": "1", "PGPASSWORD": None, **(env or {})})
+    assert result.exit_code in (0, 1), result.output
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "pieces"),
+    [
+        ("postgresql://alice:p@ss?x=y#1@127.0.0.1/app", ['"x"', "ss?x", "y#1"]),
+        ("postgresql://alice:hunter2?options=secretstuff@127.0.0.1/app", ["hunter2", "secretstuff"]),
+        ("postgresql://alice:abc/de%zzfgh@127.0.0.1/app", ["de%zz", "zzfgh", "abc/"]),
+        ("postgresql://alice:pw?sslmode=verify-fullX@127.0.0.1/app", ["verify-fullX", "pw?"]),
+        ("jdbc:postgresql://127.0.0.1/app?user=alice&password=ab&cdsecret", ["cdsecret"]),
+        ("postgresql://127.0.0.1/app?user=alice&password=ab&cdsecret=1&sslmode=require", ["cdsecret"]),
+    ],
+)
+def test_unencoded_passwords_leave_no_fragment_in_libpq_texts(url: str, pieces: list[str]) -> None:
+    for args in ((url,), ("--json", url)):
+        output = _url_run(*args)
+        if "--json" in args:
+            json.loads(output)
+        for piece in pieces:
+            assert piece not in output, (args, piece)
+        assert "alice:****@127.0.0.1" in output or "?user=alice&password=" in url
+
+
+def test_libpq_ready_url_keeps_the_password_whole_when_it_holds_question_mark_and_equals() -> None:
+    output = _url_run("--json", "postgresql://alice:hunter2?options=secretstuff@127.0.0.1/app")
+    report = json.loads(output)
+    assert report["dsn"] == "postgresql://alice:****@127.0.0.1/app"
+    assert "options" not in report["params"]
+    assert report["user"] == "alice" and report["host"] == "127.0.0.1"
+
+
+def test_a_query_at_sign_is_still_read_as_part_of_the_query() -> None:
+    report = json.loads(_url_run("--json", "postgresql://alice:pw@127.0.0.1/app?application_name=me@laptop"))
+    assert report["host"] == "127.0.0.1" and report["params"]["application_name"] == "me@laptop"
+
+
+@pytest.mark.parametrize("password", ["postgres", "wrong", "null", "PostgreSQL", "password"])
+def test_common_words_as_passwords_do_not_mangle_the_products_words(password: str) -> None:
+    output = _url_run(f"postgresql://postgres:{password}@127.0.0.1/app")
+    assert "postgresql://postgres:****@127.0.0.1/app" in output
+    assert "****ql" not in output and "****QL" not in output
+    assert "the URL scheme; libpq accepts postgresql:// and postgres://" in output
+
+
+@pytest.mark.parametrize("password", [",", ":", "}", '"', "null", "[", "\\", "1", "true", "{"])
+def test_short_passwords_keep_json_valid_and_hidden(password: str) -> None:
+    url = f"postgresql://alice:{quote(password, safe='')}@127.0.0.1/app"
+    report = json.loads(_url_run("--json", url))
+    assert report["dsn"] == "postgresql://alice:****@127.0.0.1/app"
+    assert report["password"] == "set"
+
+
+def test_the_at_sign_fix_reads_as_written() -> None:
+    output = _url_run("postgresql://alice:p@ss@127.0.0.1/app")
+    assert "Percent-encode the password: '@' → %40" in output
+
+
+def test_wrong_password_advice_is_not_masked(pg: Any) -> None:
+    url = pg.url(password="wrong")
+    result = CliRunner().invoke(cli, ["check", "--timeout", "2", url], env={"NO_COLOR": "1", "PGPASSWORD": None})
+    assert result.exit_code == 1
+    assert "a wrong password" in result.stdout
+    assert ":****@" in result.stdout and ":wrong@" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("secret", "maskable"),
+    [("postgres", False), ("wrong", False), ("verify-full", False), ("a", False), ("hunter2x", True),
+     ("s3cr@t/pw:#?", True), ("      ", False)],
+)
+def test_value_masking_only_for_secrets_that_cannot_mangle(secret: str, maskable: bool) -> None:
+    assert value_maskable(secret) is maskable
+
+
+def test_value_net_is_case_sensitive_and_keeps_our_words() -> None:
+    redactor = Redactor(["postgres", "hunter2x"])
+    assert redactor.known("postgresql://x PostgreSQL 15") == "postgresql://x PostgreSQL 15"
+    assert redactor.known("got hunter2x and HUNTER2X") == "got **** and HUNTER2X"
+
+
+def test_libpq_quoted_fragments_are_masked_by_region_however_short() -> None:
+    redactor = Redactor()
+    text = "postgresql://alice:a?b=c@127.0.0.1/app"
+    redactor.add_region(text, text.index("a?b"), text.index("@127"))
+    assert redactor.libpq('invalid URI query parameter: "b"') == 'invalid URI query parameter: "****"'
+    assert redactor.libpq('invalid URI query parameter: "app"') == 'invalid URI query parameter: "app"'
+    whole = f'unexpected character "?" at position 20 in URI (expected ":" or "/"): "{text}"'
+    assert text not in redactor.libpq(whole)
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("password=endpoint=ep-cool-breeze-123456;s3cretPW", "s3cretPW"),
+        ("postgresql://alice:endpoint=ep-cool-breeze-123456$s3cretPW@host/db", "s3cretPW"),
+        ("options=endpoint=ep-x;s3cretPW", "s3cretPW"),
+        ("export PGPASSWORD='it'\"'\"'s a secret'", "s a secret"),
+        ("PGPASSWORD=two words", "two words"),
+        ("postgresql://alice:sp ace@host/db failed", "sp ace"),
+        ("NEON_API_KEY=napi_abcdefghijklmnopqrstuvwxyz0123456789", "abcdefghijklmnop"),
+    ],
+)
+def test_patterns_hide_neon_and_shell_forms(text: str, secret: str) -> None:
+    assert secret not in redact_patterns(text)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["url", "postgresql://alice:my", "secretword@127.0.0.1/app"],
+        ["check", "--timeout", "2", "postgresql://alice:two", "secret", "words@127.0.0.1/app"],
+        ["explain", "-f", "postgresql://alice:secretword@127.0.0.1/app"],
+    ],
+)
+def test_usage_errors_do_not_echo_a_password(argv: list[str]) -> None:
+    result = CliRunner().invoke(cli, argv, env={"NO_COLOR": "1"})
+    assert result.exit_code == 2
+    assert result.stderr.startswith("neondoctor: error: ")
+    assert "secret" not in result.stderr and "words@" not in result.stderr

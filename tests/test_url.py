@@ -360,7 +360,8 @@ def _run(args: list[str], env: dict[str, str | None], cwd: Path) -> tuple[int, d
         result = runner.invoke(cli, ["url", "--json", *args], env={**base, **env})
     finally:
         os.chdir(old)
-    return result.exit_code, (json.loads(result.stdout) if result.stdout.strip() else {"stderr": result.stderr})
+    report = json.loads(result.stdout) if result.stdout.strip() else {}
+    return result.exit_code, {**report, "stderr": result.stderr} if "error" in report or not report else report
 
 
 def test_argument_wins(tmp_path: Path) -> None:
@@ -393,10 +394,19 @@ def test_dotenv_in_working_directory_is_read(tmp_path: Path) -> None:
     assert "secretpass123" not in json.dumps(report)
 
 
-def test_dotenv_does_not_override_real_environment(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("DATABASE_URL=postgresql://dotenv@dotenv.example/db\n")
-    _run([], {"DATABASE_URL": "postgresql://env@env.example/db"}, tmp_path)
-    assert os.environ.get("DATABASE_URL") != "postgresql://dotenv@dotenv.example/db"
+def test_dotenv_is_read_but_never_copied_into_the_process_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CliRunner restores only the variables it was given, so these are unset here, not passed to it."""
+    for name in [k for k in os.environ if k.startswith("PG") or k == "DATABASE_URL"]:
+        monkeypatch.delenv(name)
+    (tmp_path / ".env").write_text(
+        "DATABASE_URL=postgresql://dotenv@dotenv.example/db\nPGPASSWORD=fromdotenv99\nAPP_SECRET=x\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["url", "--json"])
+    assert json.loads(result.stdout)["source"] == f"dotenv:{tmp_path / '.env'}"
+    assert {"DATABASE_URL", "PGPASSWORD", "APP_SECRET"} & set(os.environ) == set()
 
 
 def test_env_var_option(tmp_path: Path) -> None:

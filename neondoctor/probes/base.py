@@ -48,6 +48,12 @@ class CheckOptions:
     """``IP`` or ``IP:PORT`` of the DNS server to ask instead of the system's."""
     expect_tables: list[str] = field(default_factory=list)
     rules_dirs: list[str] = field(default_factory=list)
+    only: list[str] = field(default_factory=list)
+    """Probe names to run (plus the probes they need); empty means all."""
+    skip: list[str] = field(default_factory=list)
+    """Probe names not to run; a probe that needs one of them is skipped too."""
+    retries: int = 0
+    """Extra attempts for a first connect that failed on a transient error (a compute waking up)."""
 
 
 @dataclass

@@ -109,39 +109,77 @@ GENERIC_PRIORITY = 30
 
 def render_check(report: dict[str, Any], *, color: bool = False, verbose: bool = False) -> str:
     """The `check` command, flutter-doctor style: one line per probe, the failure's cause and fix, a verdict."""
+    width = probe_width(p["name"] for p in report["probes"])
+    lines = [render_check_header(report["target"], color=color), ""]
+    for probe in report["probes"]:
+        lines.append(render_probe(probe, width, color=color, verbose=verbose))
+    lines.append("")
+    if report.get("interrupted"):
+        lines.append(render_interrupted(report.get("interrupted_during") or "the checklist", color=color))
+    else:
+        lines.append(render_verdict(report["verdict"], color=color))
+    return "\n".join(lines)
+
+
+def probe_width(names: Any) -> int:
+    return max((len(name) for name in names), default=0)
+
+
+def render_check_header(target: dict[str, Any], *, color: bool = False) -> str:
+    style = Style(color)
+    return style(f"Checking {target['dsn']}", bold=True) + style(
+        f"  (from {describe_source(target['source'])})", dim=True
+    )
+
+
+def render_probe(probe: dict[str, Any], width: int, *, color: bool = False, verbose: bool = False) -> str:
+    """One probe's line, with its notes, its cause and fix when it failed or warned, and -v details."""
     from neondoctor.render.style import STATUS_MARKS
 
     style = Style(color)
-    target = report["target"]
-    lines = [style(f"Checking {target['dsn']}", bold=True) + style(f"  (from {describe_source(target['source'])})",
-                                                                        dim=True), ""]
-    width = max((len(p["name"]) for p in report["probes"]), default=0)
-    for probe in report["probes"]:
-        status = probe["status"]
-        mark = style(STATUS_MARKS[status], status)
-        timing = "" if status == "skip" else style(f"  [{probe['duration_ms']:.0f} ms]", dim=True)
-        summary = probe["summary"] if status != "skip" else style(probe["summary"], dim=True)
-        lines.append(f"{mark} {probe['name']:<{width}}  {summary}{timing}")
-        indent = " " * (width + 6)
-        if status in ("fail", "warn") and probe["matches"]:
-            top = probe["matches"][0]
-            if status == "fail" and probe.get("next_step") and probe["next_step"] not in (top.get("fix") or []):
-                lines.append(f"{indent}{style('next:', bold=True)} {probe['next_step']}")
-            lines.extend(_match_lines(top, indent, style, full=status == "fail"))
-            others = [m["id"] for m in probe["matches"][1:] if m.get("priority", 50) >= GENERIC_PRIORITY]
-            if others and status == "fail":
-                lines.append(f"{indent}{style('also possible: ' + ', '.join(others), dim=True)}")
-        elif status in ("fail", "warn") and probe.get("next_step"):
-            lines.append(f"{indent}next: {probe['next_step']}")
-        if verbose and probe["details"]:
-            for key, value in probe["details"].items():
+    status = probe["status"]
+    mark = style(STATUS_MARKS[status], status)
+    timing = "" if status == "skip" else style(f"  [{probe['duration_ms']:.0f} ms]", dim=True)
+    summary = probe["summary"] if status != "skip" else style(probe["summary"], dim=True)
+    lines = [f"{mark} {probe['name']:<{width}}  {summary}{timing}"]
+    indent = " " * (width + 6)
+    for note in probe["details"].get("notes") or []:
+        lines.append(f"{indent}{style('note:', 'info')} {note}")
+    if status in ("fail", "warn") and probe["matches"]:
+        top = probe["matches"][0]
+        if status == "fail" and probe.get("next_step") and probe["next_step"] not in (top.get("fix") or []):
+            lines.append(f"{indent}{style('next:', bold=True)} {probe['next_step']}")
+        match_lines = _match_lines(top, indent, style, full=status == "fail")
+        if top["title"] and top["title"] in probe["summary"]:
+            match_lines[0] = f"{indent}{style('[' + top['id'] + ']', dim=True)}"
+        lines.extend(match_lines)
+        others = [m["id"] for m in probe["matches"][1:] if m.get("priority", 50) >= GENERIC_PRIORITY]
+        if others and status == "fail":
+            lines.append(f"{indent}{style('also possible: ' + ', '.join(others), dim=True)}")
+    elif status in ("fail", "warn") and probe.get("next_step"):
+        lines.append(f"{indent}next: {probe['next_step']}")
+    if verbose and probe["details"]:
+        for key, value in probe["details"].items():
+            if key != "notes":
                 lines.append(f"{indent}{style(key + ':', dim=True)} {_detail(value)}")
-    verdict = report["verdict"]
-    mark = {"pass": "✓", "warn": "!", "fail": "✗"}[verdict["status"]]
-    headline = style(f"{mark} {verdict['summary']}", verdict["status"])
-    lines.append("")
-    lines.append(f"{headline} Next: {verdict['next_step']}")
     return "\n".join(lines)
+
+
+def render_verdict(verdict: dict[str, Any], *, color: bool = False) -> str:
+    style = Style(color)
+    mark = {"pass": "✓", "warn": "!", "fail": "✗"}.get(verdict["status"], "✗")
+    headline = style(f"{mark} {verdict['summary']}", verdict["status"])
+    return f"{headline} Next: {verdict['next_step']}"
+
+
+def render_interrupted(probe: str, *, color: bool = False) -> str:
+    return Style(color)(f"✗ interrupted during {probe}", "fail") + " (Ctrl-C); the lines above are what finished"
+
+
+def render_waiting(probe: str, seconds: float, frame: int) -> str:
+    """The live line a terminal shows while a probe runs (the caller redraws it with \\r)."""
+    spinner = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+    return f"{spinner[frame % len(spinner)]} waiting for {probe}… {seconds:.1f} s"
 
 
 def _match_lines(match: dict[str, Any], indent: str, style: Style, *, full: bool) -> list[str]:
@@ -255,7 +293,9 @@ def _explain_match(match: dict[str, Any], number: int | None, style: Style, *, l
     fixes = match.get("fix") or []
     if fixes:
         lines.append(indent + style("Fix:", bold=True))
-        for step_number, step in enumerate(fixes, 1):
+        for step_number, (step, when) in enumerate(zip(fixes, match.get("fix_when") or [None] * len(fixes),
+                                                       strict=False), 1):
+            step = {"neon": "On Neon: ", "not-neon": "Not on Neon: "}.get(when or "", "") + step
             lines.extend(_wrapped(f"  {step_number}. ", step, indent, len(f"  {step_number}. ")))
     for link in match.get("docs") or []:
         lines.append(f"{indent}{style('Docs:', bold=True)} {link}")
