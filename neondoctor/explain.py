@@ -135,7 +135,10 @@ _SQLSTATE_SCAN = (  # on lower-cased text; a superset of _SQLSTATE, each with a 
     re.compile(r"code\W{1,4}(?=[a-z]{0,4}\d)[0-9a-z]{5}\b"),
 )
 _BLANK_RUNS = re.compile(r"\n{2,}")
-_ESCAPED = re.compile(r'\\(?:[nrt"/\\]|u[0-9a-fA-F]{4})')
+_ESCAPED = re.compile(r'(?<!\\)\\(?:[n"]|u[0-9a-fA-F]{4})')
+r"""What a JSON-escaped line shows: ``\n``, ``\"`` or ``\uXXXX`` after a backslash that is not itself escaped.
+A lone ``\\`` is no sign of JSON: libpq's key=value quoting writes a backslash so (``password='\\'``),
+and unescaping it would break the quoting the redactor reads."""
 _UNESCAPE = re.compile(r'\\(?:([nrt"/\\])|u([0-9a-fA-F]{4}))')
 _UNESCAPED = {"n": "\n", "r": "\n", "t": "\t", '"': '"', "/": "/", "\\": "\\"}
 _HTML_ESCAPED = re.compile(r"&(?:(quot|apos|lt|gt|amp|nbsp)|#(\d{1,7})|#[xX]([0-9a-fA-F]{1,6}));")
@@ -310,7 +313,8 @@ def strip_prefix(line: str) -> str:
 
 
 def unescape(text: str) -> str:
-    """See through a JSON log line's string escapes (nested ones too) and an HTML-escaped paste."""
+    """See through a JSON log line's string escapes (nested ones too: one level per pass while the text still
+    looks escaped) and an HTML-escaped paste."""
     for _ in range(3):
         if "\\" not in text or not _ESCAPED.search(text):
             break

@@ -152,3 +152,12 @@ def test_the_whole_asyncpg_traceback_from_stdin_of_the_installed_command() -> No
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["matches"][0]["id"] == "tables-relation-missing"
+
+
+def test_a_backslash_in_a_key_value_password_is_not_read_as_json() -> None:
+    """libpq's key=value quoting doubles a backslash; unescaping it as JSON broke the quoting the redactor reads
+    (found by the hypothesis property test with the password '\\')."""
+    paste = "host=db user=app password='\\\\' dbname=app: " + PSQL_PASSWORD
+    result = CliRunner().invoke(cli, ["explain", paste])
+    assert result.exit_code == 0
+    assert "password='\\\\'" not in result.stdout and "password='\\'" not in result.stdout
