@@ -642,7 +642,7 @@ def _explain_input(text: tuple[str, ...], file_path: str | None) -> Any:
 @click.argument("text", nargs=-1)
 @click.option("-f", "--file", "file_path", metavar="PATH", help="Read the error text or a whole log from this file.")
 @rules_option
-@click.option("--json", "as_json", is_flag=True, help='Print {"matches": [...]} (best first) instead of text.')
+@click.option("--json", "as_json", is_flag=True, help='Print {"answer": …, "matches": [...]} instead of text.')
 @click.pass_context
 def explain_command(
     ctx: click.Context, text: tuple[str, ...], file_path: str | None, rules_dirs: tuple[str, ...], as_json: bool
@@ -650,8 +650,12 @@ def explain_command(
     """Paste an error (or a whole log) and get its cause and the fix.
 
     TEXT is the error message; without it the text is read from --file or stdin ("-"). Logs with
-    tracebacks, docker-compose prefixes and timestamps are fine: the root cause is ranked first.
-    Exit 0 when a rule matched, 1 when none did, 2 on bad usage or unreadable input.
+    tracebacks, JSON log lines, docker-compose, kubectl and timestamp prefixes are fine: the root cause
+    is ranked first. Each answer says its confidence (high, medium, low); a low one is worded as a guess
+    and ends with the check command to run, and a close runner-up of another layer is named ("Or, if …").
+
+    Exit 0 when there is an answer, even a guess; 1 when there is none ("No rule matches"); 2 on bad
+    usage or unreadable input.
     """
     from neondoctor.explain import explain_stream
     from neondoctor.rules import RulesError, load_for_explain
@@ -682,7 +686,7 @@ def explain_command(
         from neondoctor.render import text as text_render
 
         click.echo(text_render.render_explain(report, color=use_color(), has_url=result.has_url))
-    ctx.exit(ExitCode.OK if report["matches"] else ExitCode.FINDINGS)
+    ctx.exit(ExitCode.OK if report["answer"] else ExitCode.FINDINGS)
 
 
 def _load_rules(ctx: click.Context, rules_dirs: tuple[str, ...]) -> Any:

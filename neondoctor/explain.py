@@ -1,8 +1,10 @@
 """Read pasted errors and whole logs, find the error lines in them, and rank the rules they match.
 
-The input is streamed in chunks of whole lines, so a 100 MB log never sits in memory. Each chunk is
+The input is streamed in chunks of whole lines, so a 100 MB log never sits in memory. Past the first chunk,
+a hyperscan pass (``neondoctor/sieve.py``) empties the lines far from any rule literal. Each chunk is then
 scanned for the literal strings the rules need (plus stack-trace markers and SQLSTATE markers); only
-those lines, with their neighbours, become candidates that the rules' regexes are tried on.
+those lines, with their neighbours, become candidates that the rules' regexes are tried on. Ranking adds a
+confidence to each match from the tables in ``rules/engine.json``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from neondoctor.redact import Redactor
@@ -29,82 +31,55 @@ MAX_CARRY = 256 << 10
 REPEATS = 3
 """In a big log, the same error line (digits aside) is read this many times; later copies are skipped."""
 MAX_TAILS = 50_000
+PRECHECK = 8 << 10
+"""A window this long (often a sieved block: mostly empty lines) is first checked for literals with its blank
+lines squeezed out."""
 
-SQLSTATE_CLASSES = {
-    "00": "successful completion",
-    "01": "warning",
-    "02": "no data",
-    "03": "SQL statement not yet complete",
-    "08": "connection exception: the connection could not be made, or it was lost",
-    "09": "triggered action exception",
-    "0A": "feature not supported",
-    "0B": "invalid transaction initiation",
-    "0F": "locator exception",
-    "0L": "invalid grantor",
-    "0P": "invalid role specification",
-    "0Z": "diagnostics exception",
-    "20": "case not found",
-    "21": "cardinality violation",
-    "22": "data exception: a value the server could not accept",
-    "23": "integrity constraint violation",
-    "24": "invalid cursor state",
-    "25": "invalid transaction state",
-    "26": "invalid SQL statement name: a prepared statement that does not exist (often a transaction-mode pooler)",
-    "27": "triggered data change violation",
-    "28": "invalid authorization specification: the server rejected the role, the password or the pg_hba.conf rule",
-    "2B": "dependent privilege descriptors still exist",
-    "2D": "invalid transaction termination",
-    "2F": "SQL routine exception",
-    "34": "invalid cursor name",
-    "38": "external routine exception",
-    "39": "external routine invocation exception",
-    "3B": "savepoint exception",
-    "3D": "invalid catalog name: the database does not exist",
-    "3F": "invalid schema name: the schema does not exist",
-    "40": "transaction rollback (serialization failure or deadlock): retry the transaction",
-    "42": "syntax error or access rule violation: bad SQL, a missing table or column, or a missing privilege",
-    "44": "WITH CHECK OPTION violation",
-    "53": "insufficient resources: too many connections, or the server is out of memory or disk",
-    "54": "program limit exceeded",
-    "55": "object not in prerequisite state",
-    "57": "operator intervention: the server is shutting down or restarting, or cancelled the statement",
-    "58": "system error: an I/O error on the server",
-    "72": "snapshot failure",
-    "F0": "configuration file error",
-    "HV": "foreign data wrapper error",
-    "P0": "PL/pgSQL error",
-    "XX": "internal error; Neon's proxy sends XX000 for every error it reports, so read the message text",
+LEVELS = ("low", "medium", "high")
+CHECK_COMMAND = 'neondoctor check "$DATABASE_URL"'
+"""What to run when the answer is a guess: the checklist tries each step of the connection and stops at the one
+that fails."""
+_TABLES: dict[str, Any] = {}
+
+
+def tables() -> dict[str, Any]:
+    """The engine's data (rules/engine.json): confidence bands, SQLSTATE classes and their layers, driver
+    exception classes. Read once, on first use."""
+    if not _TABLES:
+        import json
+
+        from neondoctor.rules import engine_tables_file
+
+        data = json.loads(engine_tables_file().read_text(encoding="utf-8"))
+        _TABLES.update(
+            bands=[(band["min_priority"], band["level"]) for band in data["confidence"]["bands"]],
+            classes=data["sqlstate_classes"]["classes"],
+            codes=data["sqlstate_codes"]["codes"],
+            exceptions=data["exception_sqlstates"]["classes"],
+        )
+    return _TABLES
+
+
+def sqlstate_meaning(code: str) -> str:
+    return tables()["classes"].get(code[:2], {}).get("meaning", "")
+
+
+def sqlstate_layer(code: str) -> str | None:
+    """The layer a SQLSTATE points at, from the code's own entry or else its class's; None: no guess."""
+    data = tables()
+    if code in data["codes"]:
+        return data["codes"][code].get("layer")
+    return data["classes"].get(code[:2], {}).get("layer")
+
+
+STRUCTURE_KINDS = {
+    "caused by:": "cause",
+    "[cause]:": "cause",
+    "traceback (most recent call last)": "traceback",
+    "the above exception was the direct cause": "chain",
+    "during handling of the above exception": "chain",
 }
-EXCEPTION_SQLSTATES = {
-    "invalidpassword": "28P01",
-    "invalidauthorizationspecification": "28000",
-    "invalidcatalogname": "3D000",
-    "toomanyconnections": "53300",
-    "adminshutdown": "57P01",
-    "cannotconnectnow": "57P03",
-    "idlesessiontimeout": "57P05",
-    "querycanceled": "57014",
-    "sqlclientunabletoestablishsqlconnection": "08001",
-    "clientcannotconnect": "08001",
-    "connectionfailure": "08006",
-    "connectiondoesnotexist": "08003",
-    "protocolviolation": "08P01",
-    "undefinedtable": "42P01",
-    "undefinedobject": "42704",
-    "invalidschemaname": "3F000",
-    "invalidsqlstatementname": "26000",
-    "duplicatepreparedstatement": "42P05",
-    "idleintransactionsessiontimeout": "25P03",
-    "internalerror_": "XX000",
-    "internalserver": "XX000",
-}
-STRUCTURE_MARKERS = (
-    "caused by:",
-    "[cause]:",
-    "traceback (most recent call last)",
-    "the above exception was the direct cause",
-    "during handling of the above exception",
-)
+STRUCTURE_MARKERS = tuple(STRUCTURE_KINDS)
 MARKERS = (
     *STRUCTURE_MARKERS,
     "psycopg.errors.",
@@ -119,9 +94,13 @@ _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 _PREFIX = re.compile(
     r"""^(?:
         [\w.-]+\s*\|\s?                                                        # compose: "app-1  | "
+      | \[pod/[\w.-]+/[\w.-]+\]\s                                            # kubectl --prefix: "[pod/app-7d9/app] "
+      | pod/[\w.-]+\ [\w.-]+\s                                                # "pod/app-7d9 app "
+      | <\d{1,3}>(?:1\ )?                                                     # syslog priority "<34>1 "
       | \[?\d{4}-\d\d-\d\d[T\ ]\d\d:\d\d:\d\d(?:[.,]\d+)?
             (?:\ ?(?:Z|[+-]\d\d:?\d\d|[A-Z]{2,5}))?\]?\s+                     # ISO timestamp, optional zone
-      | [A-Z][a-z]{2}\ [\ \d]\d\ \d\d:\d\d:\d\d\ \S+\ [\w./-]+(?:\[\d+\])?:\s+  # syslog header
+      | [A-Z][a-z]{2}\ [\ \d]\d\ \d\d:\d\d:\d\d(?:\.\d+)?\ \S+\ [\w./@-]+(?:\[\d+\])?:\s+  # syslog header
+      | [\w.-]+\ [\w./@-]+\[\d+\]:\s+                                          # journald "host app[1234]: "
       | \[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?\s+                                    # clock time
       | \[\d+\]\s+                                                             # [pid]
     )""",
@@ -136,7 +115,7 @@ _CONTINUATION = re.compile(
     re.VERBOSE | re.IGNORECASE,
 )
 _FRAME = re.compile(r"^\s+at\s+\S.*(?:\)|:\d+)\s*$|^\s*File \"[^\"]*\", line \d+|^\s*\.\.\. \d+ (?:more|common frames)")
-_PY_FILE = re.compile(r"^\s*File \"[^\"]*\", line \d+")
+_PY_FILE = re.compile(r"^(\s*)File \"[^\"]*\", line \d+")
 _CAUSED_BY = re.compile(r"^(?:Caused by:|\[cause\]:)", re.IGNORECASE)
 _PY_CHAIN = re.compile(
     r"^(?:The above exception was the direct cause of the following exception|"
@@ -155,9 +134,15 @@ _SQLSTATE_SCAN = (  # on lower-cased text; a superset of _SQLSTATE, each with a 
     re.compile(r"sql[ _-]?state\W{0,4}e?(?=[a-z]{0,4}\d)[0-9a-z]{5}\b"),
     re.compile(r"code\W{1,4}(?=[a-z]{0,4}\d)[0-9a-z]{5}\b"),
 )
-_ESCAPED = re.compile(r'\\[nt"]')
-_UNESCAPE = re.compile(r'\\([nt"\\])')
-_UNESCAPED = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+_BLANK_RUNS = re.compile(r"\n{2,}")
+_ESCAPED = re.compile(r'(?<!\\)\\(?:[n"]|u[0-9a-fA-F]{4})')
+r"""What a JSON-escaped line shows: ``\n``, ``\"`` or ``\uXXXX`` after a backslash that is not itself escaped.
+A lone ``\\`` is no sign of JSON: libpq's key=value quoting writes a backslash so (``password='\\'``),
+and unescaping it would break the quoting the redactor reads."""
+_UNESCAPE = re.compile(r'\\(?:([nrt"/\\])|u([0-9a-fA-F]{4}))')
+_UNESCAPED = {"n": "\n", "r": "\n", "t": "\t", '"': '"', "/": "/", "\\": "\\"}
+_HTML_ESCAPED = re.compile(r"&(?:(quot|apos|lt|gt|amp|nbsp)|#(\d{1,7})|#[xX]([0-9a-fA-F]{1,6}));")
+_HTML_ENTITIES = {"quot": '"', "apos": "'", "lt": "<", "gt": ">", "amp": "&", "nbsp": " "}
 _UNREACHABLE = (
     r"(?:Network\ is\ unreachable|Cannot\ assign\ requested\ address"
     r"|Address\ family\ not\ supported\ by\ protocol|No\ route\ to\ host)"
@@ -203,10 +188,15 @@ class Candidate:
 
 
 class Explanation:
-    __slots__ = ("candidates", "empty", "has_url", "lines", "matches", "sqlstates", "truncated")
+    __slots__ = ("answer", "candidates", "empty", "guess", "has_url", "lines", "matches", "sqlstates", "truncated")
 
     def __init__(self) -> None:
         self.matches: list[dict[str, Any]] = []
+        """Rule matches, best first."""
+        self.guess: dict[str, Any] | None = None
+        """When no rule matched: a match-shaped guess of the layer from a SQLSTATE (rules/engine.json)."""
+        self.answer: dict[str, Any] | None = None
+        """The top match (or the guess) summed up: its confidence, whether it is a guess, the runner-up."""
         self.sqlstates: list[str] = []
         self.candidates: list[Candidate] = []
         self.lines = 0
@@ -217,9 +207,10 @@ class Explanation:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "matches": self.matches,
+            "answer": self.answer,
+            "matches": [*self.matches, self.guess] if self.guess else self.matches,
             "sqlstates": [
-                {"code": code, "class": code[:2], "meaning": SQLSTATE_CLASSES.get(code[:2], "")}
+                {"code": code, "class": code[:2], "meaning": sqlstate_meaning(code)}
                 for code in self.sqlstates
             ],
         }
@@ -228,16 +219,31 @@ class Explanation:
 # --------------------------------------------------------------------------- reading
 
 
-def read_text_chunks(stream: BinaryIO, chunk_size: int = CHUNK, max_line: int = MAX_LINE) -> Iterator[str]:
-    """Decoded text made of whole lines: CRs normalised, ANSI colours and control characters gone, lines capped."""
-    first = True
-    for block in _whole_lines(_raw_chunks(stream, chunk_size), max_line):
-        if first:
-            for bom in _BOMS:
-                if block.startswith(bom):
-                    block = block[len(bom) :]
-                    break
-            first = False
+def read_text_chunks(
+    stream: BinaryIO,
+    chunk_size: int = CHUNK,
+    max_line: int = MAX_LINE,
+    sieve: Callable[[], Callable[[bytes], bytes] | None] | None = None,
+) -> Iterator[str]:
+    """Decoded text made of whole lines: CRs normalised, ANSI colours and control characters gone, lines capped.
+
+    ``sieve`` makes a filter that empties the lines far from anything interesting, keeping every newline; it is
+    made only when the input is longer than one chunk, so a pasted error never pays for it."""
+    blocks = _whole_lines(_raw_chunks(stream, chunk_size), max_line)
+    first = next(blocks, None)
+    if first is None:
+        return
+    for bom in _BOMS:
+        if first.startswith(bom):
+            first = first[len(bom) :]
+            break
+    second = next(blocks, None)
+    active = sieve() if sieve is not None and second is not None else None
+    for block in itertools.chain([first], [second] if second is not None else [], blocks):
+        if active is not None:
+            if b"\x00" in block or b"\x1b" in block:
+                block = clean_bytes(block)
+            block = active(block)
         yield clean_bytes(block).decode("utf-8", "replace")
 
 
@@ -261,6 +267,12 @@ def _whole_lines(chunks: Iterable[bytes], max_line: int) -> Iterator[bytes]:
     pending = b""
     skipping = False
     for raw in chunks:
+        if not skipping and b"\r" not in raw:  # the common case, with one copy of the block at most
+            cut = raw.rfind(b"\n") + 1
+            if cut and len(raw) - cut <= max_line:
+                yield raw if cut == len(raw) and not pending else b"".join((pending, memoryview(raw)[:cut]))
+                pending = raw[cut:]
+                continue
         data = pending + raw if pending else raw
         held_cr = data.endswith(b"\r")  # maybe the first half of a CRLF split between two reads
         if held_cr:
@@ -300,6 +312,38 @@ def strip_prefix(line: str) -> str:
     return line
 
 
+def unescape(text: str) -> str:
+    """See through a JSON log line's string escapes (nested ones too: one level per pass while the text still
+    looks escaped) and an HTML-escaped paste."""
+    for _ in range(3):
+        if "\\" not in text or not _ESCAPED.search(text):
+            break
+        text = _UNESCAPE.sub(_unescape_one, text)
+    if "&" in text:
+        text = _HTML_ESCAPED.sub(_html_one, text)
+    return text
+
+
+def _unescape_one(found: re.Match[str]) -> str:
+    if found.group(1):
+        return _UNESCAPED[found.group(1)]
+    return _printable(int(found.group(2), 16))
+
+
+def _html_one(found: re.Match[str]) -> str:
+    if found.group(1):
+        return _HTML_ENTITIES[found.group(1)]
+    return _printable(int(found.group(2)) if found.group(2) else int(found.group(3), 16))
+
+
+def _printable(code: int) -> str:
+    if code in (9, 10):
+        return chr(code)
+    if code < 32 or code == 127 or code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+        return " "
+    return chr(code)
+
+
 def _is_ipv6_unreachable(text: str) -> bool:
     for found in _IPV6_UNREACHABLE.finditer(text):
         address = found.group("ip") or found.group("ip2") or found.group("ip3") or found.group("host") or ""
@@ -312,10 +356,10 @@ def find_sqlstates(text: str) -> list[str]:
     codes: list[str] = []
     for found in _SQLSTATE.finditer(text):
         code = found.group("code")
-        if code[:2] in SQLSTATE_CLASSES and any(ch.isdigit() for ch in code) and code not in codes:
+        if code[:2] in tables()["classes"] and any(ch.isdigit() for ch in code) and code not in codes:
             codes.append(code)
     for found in _EXCEPTION_CLASS.finditer(text):
-        code = EXCEPTION_SQLSTATES.get(found.group(1).lower())
+        code = tables()["exceptions"].get(found.group(1).lower())
         if code and code not in codes:
             codes.append(code)
     return codes
@@ -347,12 +391,14 @@ class _Scanner:
     """Turns chunks of text into candidates, keeping cause-chain state across chunks."""
 
     def __init__(self, literals: list[str] | None, max_line: int = MAX_LINE) -> None:
-        self.literals = None if literals is None else sorted({*literals, *MARKERS})
+        self.literals = None if literals is None else sorted({needle(literal) for literal in {*literals, *MARKERS}})
         self.max_line = max_line
         self._trie: re.Pattern[str] | None = None
         self._ascii_trie: re.Pattern[str] | None = None
-        self._structural: frozenset[str] = frozenset()
+        self._structural: dict[str, str] = {}
         self._tails: dict[str, int] = {}
+        self._keys: dict[str, str] = {}
+        self._codes: dict[str, int] = {}
         self.repeats = 0
         self.candidates: list[Candidate] = []
         self.seen: set[str] = set()
@@ -385,10 +431,13 @@ class _Scanner:
         if not self.has_url and "postgres" in lower:
             self.has_url = bool(_URL.search(lower))
         counted_pos, counted_line = 0, self._base_line
-        for line_start in self._interesting(buffer, lower, start, limit):
-            counted_line += buffer.count("\n", counted_pos, line_start)
-            counted_pos = line_start
-            self._take(buffer, line_start, counted_line)
+        for line_start, read, kind, times in self._interesting(buffer, lower, start, limit):
+            if read and len(self.candidates) < MAX_CANDIDATES:
+                counted_line += buffer.count("\n", counted_pos, line_start)
+                counted_pos = line_start
+                self._take(buffer, line_start, counted_line)
+            if kind and times:
+                self._follow(kind, times)
         if final:
             self.lines = self._base_line + buffer.count("\n") - 1
             self._carry = ""
@@ -399,32 +448,42 @@ class _Scanner:
         self._carry = buffer[back:]
         self._carry_from = limit - back
 
-    def _interesting(self, buffer: str, lower: str, start: int, limit: int) -> Iterator[int]:
-        """Starts of the lines between ``start`` and ``limit`` that hold a literal, a marker or a SQLSTATE."""
+    def _interesting(
+        self, buffer: str, lower: str, start: int, limit: int
+    ) -> Iterator[tuple[int, bool, str | None, int]]:
+        """Lines between ``start`` and ``limit`` that hold a literal, a marker or a SQLSTATE: each line's start,
+        whether it is read (False: only its cause-chain structure counts), its structure kind (STRUCTURE_KINDS)
+        and how many more times that structure counts. In a big input, a line whose text was read REPEATS times
+        is not read again, and a run of identical lines is stepped over at once; a ``Caused by: …`` or
+        ``Traceback …`` line still moves the chain depth for every copy. Per-line work on 20 MB of repeated
+        traceback headers took 9 s; now it is one pass."""
         if self.literals is None:
             pos = start
             while pos < limit:
-                yield pos
+                yield pos, True, None, 0
                 pos = buffer.find("\n", pos) + 1 or limit
             return
         starts: set[int] = set()
+        extra: dict[int, tuple[str, int]] = {}
         small = limit - start <= SMALL
         if small:
             window = lower[start:limit]
-            present = [lit for lit in self.literals if lit in window]
-            if present:
-                pos = start
-                for line in window.split("\n"):
-                    if any(lit in line for lit in present):
-                        starts.add(pos)
-                    pos += len(line) + 1
+            literals = self.literals
+            if len(window) >= PRECHECK:
+                compact = _BLANK_RUNS.sub("\n", window)
+                literals = [literal for literal in literals if literal in compact]
+            for literal in literals:
+                found = window.find(literal)
+                while found >= 0:
+                    starts.add(start + window.rfind("\n", 0, found) + 1)
+                    found = window.find(literal, window.find("\n", found) + 1 or len(window))
         else:
             if self._trie is None:
                 anchors = {literal: _anchor(literal) for literal in self.literals}
                 self._trie = re.compile(_trie_pattern(sorted(set(anchors.values()))))
                 # an ASCII chunk cannot hold a localized literal: leave those out of its trie (fewer branches to try)
                 self._ascii_trie = re.compile(_trie_pattern(sorted({a for a in anchors.values() if a.isascii()})))
-                self._structural = frozenset(anchors[marker] for marker in STRUCTURE_MARKERS)
+                self._structural = {anchors[marker]: kind for marker, kind in STRUCTURE_KINDS.items()}
             trie = self._ascii_trie if lower.isascii() and self._ascii_trie is not None else self._trie
             pos = start
             while pos < limit:
@@ -433,19 +492,56 @@ class _Scanner:
                     break
                 end = lower.find("\n", found.start())
                 end = limit if end < 0 else end
-                if found.group(0) in self._structural or self._first_copies(lower[found.start() : end]):
-                    starts.add(lower.rfind("\n", 0, found.start()) + 1)
-                pos = end + 1
+                line_start = lower.rfind("\n", 0, found.start()) + 1
+                pos, copies = end + 1, 0
+                if end < limit:
+                    line = lower[line_start : end + 1]
+                    while lower.startswith(line, pos) and pos + len(line) <= limit:
+                        pos += len(line)
+                        copies += 1
+                kind = self._structural.get(found.group(0))
+                if not self.truncated and self._first_copies(lower[found.start() : end]):
+                    starts.add(line_start)
+                    self._budget(starts)
+                    if kind and copies:
+                        extra[line_start] = (kind, copies)
+                elif kind:
+                    extra[line_start] = (kind, copies + 1)
         for pattern in _SQLSTATE_SCAN:
             for found in pattern.finditer(lower, start, limit):
-                end = lower.find("\n", found.start())
-                if small or self._first_copies(lower[found.start() : end if end >= 0 else limit]):
+                if self.truncated:
+                    break
+                if small or self._first_code(found.group(0)):
                     starts.add(lower.rfind("\n", 0, found.start()) + 1)
-        yield from sorted(starts)
+                    self._budget(starts)
+        for line_start in sorted(starts.union(extra)):
+            kind, times = extra.get(line_start, (None, 0))
+            yield line_start, line_start in starts, kind, times
+
+    def _budget(self, starts: set[int]) -> None:
+        """Stop collecting once there are more lines to read than candidates left: reading them all would only
+        be thrown away (20 MB of distinct SQLSTATE lines took 3.5 s)."""
+        if len(self.candidates) + len(starts) >= MAX_CANDIDATES:
+            self.truncated = True
+
+    def _first_code(self, code: str) -> bool:
+        """False once a line was read for this SQLSTATE REPEATS times: the SQLSTATE scan only collects codes."""
+        seen = self._codes.get(code, 0)
+        if seen >= REPEATS:
+            self.repeats += 1
+            return False
+        if seen or len(self._codes) < MAX_TAILS:
+            self._codes[code] = seen + 1
+        return True
 
     def _first_copies(self, tail: str) -> bool:
         """False once the same line tail (from the literal on, digits ignored) was read REPEATS times."""
-        key = tail[:200].translate(_DIGITS)
+        raw = tail[:200]
+        key = self._keys.get(raw)
+        if key is None:
+            key = raw.translate(_DIGITS)
+            if len(self._keys) < MAX_TAILS:
+                self._keys[raw] = key
         seen = self._tails.get(key, 0)
         if seen >= REPEATS:
             self.repeats += 1
@@ -456,19 +552,9 @@ class _Scanner:
 
     def _take(self, buffer: str, line_start: int, line_number: int) -> None:
         content = self._content(buffer, line_start)
-        if _FRAME.match(content) or self._after_py_file(buffer, line_start):
+        if _FRAME.match(content) or self._after_py_file(buffer, line_start, content):
             return
-        stripped = content.lstrip()
-        if _CAUSED_BY.match(stripped):
-            self._chain_depth += 1
-        elif _PY_CHAIN.match(stripped):
-            self._py_level += 1
-            self._py_pending = True
-        elif _PY_TRACEBACK.match(stripped):
-            if not self._py_pending:
-                self._py_level = 0
-            self._py_pending = False
-        elif content[:1].strip() and _EXCEPTION_HEAD.match(content):
+        if not self._follow_chain(content.lstrip()) and content[:1].strip() and _EXCEPTION_HEAD.match(content):
             self._chain_depth = 0
         head_start, head_line = line_start, line_number
         for _ in range(MAX_BLOCK_LINES):
@@ -490,11 +576,33 @@ class _Scanner:
                 break
             lines.append(following)
             position = buffer.find("\n", position) + 1
-        if _ESCAPED.search(lines[0]):
-            lines = _UNESCAPE.sub(lambda m: _UNESCAPED[m.group(1)], "\n".join(lines)).split("\n")
+        lines = unescape("\n".join(lines)).split("\n")
         depth = self._chain_depth - self._py_level
         for block in group_blocks(lines):
             self._add("\n".join(block).strip()[:MAX_CANDIDATE], head_line, depth)
+
+    def _follow_chain(self, stripped: str) -> bool:
+        """Move the cause-chain depth for a structure line; False when it is not one."""
+        if _CAUSED_BY.match(stripped):
+            self._follow("cause")
+        elif _PY_CHAIN.match(stripped):
+            self._follow("chain")
+        elif _PY_TRACEBACK.match(stripped):
+            self._follow("traceback")
+        else:
+            return False
+        return True
+
+    def _follow(self, kind: str, times: int = 1) -> None:
+        if kind == "cause":
+            self._chain_depth += times
+        elif kind == "chain":
+            self._py_level += times
+            self._py_pending = True
+        elif not self._py_pending:
+            self._py_level = 0
+        else:
+            self._py_pending = False
 
     def _add(self, text: str, line: int, depth: int) -> None:
         if not text or text in self.seen:
@@ -510,11 +618,16 @@ class _Scanner:
         line = buffer[line_start : end if end >= 0 else len(buffer)]
         return strip_prefix(line[: self.max_line])
 
-    def _after_py_file(self, buffer: str, line_start: int) -> bool:
+    def _after_py_file(self, buffer: str, line_start: int, content: str) -> bool:
+        """A source line under a ``File "…", line N`` frame: indented deeper than the frame. A frame without
+        source (Cython, ``<stdin>``, ``python -c``) is followed directly by the exception line, which is kept."""
         if line_start == 0:
             return False
         previous = buffer.rfind("\n", 0, line_start - 1) + 1
-        return bool(_PY_FILE.match(self._content(buffer, previous)))
+        frame = _PY_FILE.match(self._content(buffer, previous))
+        if frame is None:
+            return False
+        return len(content) - len(content.lstrip()) > len(frame.group(1))
 
 
 def _back_lines(buffer: str, end: int, count: int) -> int:
@@ -540,6 +653,17 @@ _DIGITS = str.maketrans("0123456789", "0000000000")
 _RARITY = {ch: rank for rank, ch in enumerate(" etaoinsrhldcumfpgwybvkxjqz")}
 
 
+_UNSAFE = re.compile(r"[\"'\\&;<>\n]+")
+
+
+def needle(literal: str) -> str:
+    """The longest piece of a literal that has no quote, backslash or HTML-entity character: the piece a JSON
+    log line (``\\"``) or an HTML-escaped paste (``&quot;``) still shows verbatim, so the prefilter finds it."""
+    pieces = _UNSAFE.split(literal)
+    best = max(pieces, key=len)
+    return best if len(best) >= 3 else literal
+
+
 def _anchor(literal: str, width: int = 16, keep: int = 4) -> str:
     """The part of a literal that starts at its rarest letter: the regex engine skips positions whose
     character cannot start any literal, so rare first characters make the scan of a big log ~4x faster."""
@@ -553,8 +677,9 @@ def _anchor(literal: str, width: int = 16, keep: int = 4) -> str:
     return literal[start : start + width]
 
 
-def _trie_pattern(literals: list[str]) -> str:
-    """One regex for many literals that shares their prefixes, so the regex engine rejects most positions fast."""
+def _trie_pattern(literals: list[str], *, longest: bool = False) -> str:
+    """One regex for many literals that shares their prefixes, so the regex engine rejects most positions fast;
+    ``longest``: it matches the longest literal at a position, else the shortest."""
     trie: dict[str, Any] = {}
     for literal in literals:
         node = trie
@@ -563,12 +688,57 @@ def _trie_pattern(literals: list[str]) -> str:
         node[""] = {}
 
     def build(node: dict[str, Any]) -> str:
-        if "" in node:
+        ends = "" in node
+        if ends and not longest:
             return ""  # a shorter literal already ends here: enough for a line to be interesting
-        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items())]
-        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 and not ends else "(?:" + "|".join(branches) + ")"
+        return body + "?" if ends else body
 
     return build(trie)
+
+
+class RuleIndex:
+    """Which of the rules' regexes can match a text, from one regex scan for the anchors of all their literals,
+    instead of testing every rule's literals in turn: the cost per candidate stays flat as rules are added."""
+
+    MIN_CANDIDATES = 32
+    """Below this many candidates the index costs more to build (one regex compile) than it saves."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.entries: dict[str, list[tuple[int, int, str]]] = {}
+        self.always: list[tuple[int, int]] = []
+        for position, rule in enumerate(rules):
+            for index, literals in enumerate(rule.literals):
+                if literals is None:
+                    self.always.append((position, index))
+                    continue
+                for literal in literals:
+                    self.entries.setdefault(_anchor(needle(literal)), []).append((position, index, literal))
+        anchors = sorted(self.entries)
+        self.closure = {anchor: [other for other in anchors if anchor.startswith(other)] for anchor in anchors}
+        self.pattern = re.compile("(?=(" + _trie_pattern(anchors, longest=True) + "))")
+
+    def regexes(self, lower: str) -> dict[int, set[int]] | None:
+        """Rule position → indices of its regexes worth trying on this text; None: try them all."""
+        if not lower.isascii():
+            return None
+        wanted: dict[int, set[int]] = {}
+        seen: set[str] = set()
+        for found in self.pattern.finditer(lower):
+            anchor = found.group(1)
+            if anchor in seen:
+                continue
+            seen.add(anchor)
+            for prefix in self.closure[anchor]:
+                for position, index, literal in self.entries[prefix]:
+                    if literal in lower:
+                        wanted.setdefault(position, set()).add(index)
+        for position, index in self.always:
+            wanted.setdefault(position, set()).add(index)
+        return wanted
 
 
 def scan(chunks: Iterable[str], literals: list[str] | None) -> _Scanner:
@@ -586,8 +756,15 @@ def scan(chunks: Iterable[str], literals: list[str] | None) -> _Scanner:
 
 
 def explain_stream(stream: BinaryIO, ruleset: RuleSet) -> Explanation:
-    scanner = scan(read_text_chunks(stream), ruleset.literals())
+    literals = ruleset.literals()
+    scanner = scan(read_text_chunks(stream, sieve=None if literals is None else lambda: _sieve(literals)), literals)
     return _rank(scanner, ruleset)
+
+
+def _sieve(literals: list[str]) -> Callable[[bytes], bytes] | None:
+    from neondoctor.sieve import make_sieve
+
+    return make_sieve({needle(literal) for literal in (*literals, *MARKERS)}, STRUCTURE_MARKERS)
 
 
 def explain_text(text: str, ruleset: RuleSet) -> Explanation:
@@ -606,6 +783,7 @@ class _Hit:
         self.sqlstate = sqlstate
         self.key = (
             not candidate.demoted,
+            LEVELS.index(confidence(rule.priority, text=found is not None, weak=False, agree=0)),
             found is not None,
             rule.priority,
             sqlstate is not None,
@@ -628,9 +806,13 @@ def _rank(scanner: _Scanner, ruleset: RuleSet) -> Explanation:
             sqlstate_at.setdefault(code, candidate)
     result.sqlstates = list(sqlstate_at)
     best: dict[str, _Hit] = {}
+    index = RuleIndex(ruleset.rules) if len(scanner.candidates) >= RuleIndex.MIN_CANDIDATES else None
     for candidate in scanner.candidates:
-        for rule in ruleset.rules:
-            found = rule.search(candidate.text, candidate.lower)
+        wanted = index.regexes(candidate.lower) if index else None
+        for position, rule in enumerate(ruleset.rules):
+            if wanted is not None and position not in wanted:
+                continue
+            found = rule.search(candidate.text, candidate.lower, None if wanted is None else wanted[position])
             if found is None or rule.vetoed(candidate.text):
                 continue
             confirmed = next((code for code in rule.sqlstate if code in sqlstate_at), None)
@@ -647,15 +829,84 @@ def _rank(scanner: _Scanner, ruleset: RuleSet) -> Explanation:
                 break
     redactor = Redactor(_harvest_secrets(c.text for c in scanner.candidates))
     hits = sorted(best.values(), key=lambda hit: hit.key, reverse=True)
-    result.matches = [_as_match(hit, redactor) for hit in hits]
+    agreeing: dict[str, int] = {}
+    for hit in hits:
+        if hit.found is not None and not hit.candidate.demoted:
+            agreeing[hit.rule.layer] = agreeing.get(hit.rule.layer, 0) + 1
+    result.matches = [_as_match(hit, redactor, agreeing) for hit in hits]
+    if not result.matches:
+        result.guess = _sqlstate_guess(result.sqlstates)
+    result.answer = _answer(result.matches or ([result.guess] if result.guess else []))
     return result
 
 
-def _as_match(hit: _Hit, redactor: Redactor) -> dict[str, Any]:
+def confidence(priority: int, *, text: bool, weak: bool, agree: int) -> str:
+    """From data (rules/engine.json): the priority band, one level down for a SQLSTATE-only match or weak
+    evidence, one level up when another rule of the same layer matched the text too."""
+    level = next((lvl for floor, lvl in tables()["bands"] if priority >= floor), "low")
+    index = LEVELS.index(level) - (not text) - weak + (agree > 0)
+    return LEVELS[max(0, min(index, len(LEVELS) - 1))]
+
+
+def _sqlstate_guess(codes: list[str]) -> dict[str, Any] | None:
+    """No rule matched, but a SQLSTATE in the text belongs to a class that points at one layer."""
+    for code in codes:
+        layer = sqlstate_layer(code)
+        if layer:
+            meaning = sqlstate_meaning(code)
+            return {
+                "id": f"sqlstate-{code[:2].lower()}",
+                "layer": layer,
+                "blame": None,
+                "title": f"SQLSTATE {code}: {meaning.split(':')[0]}",
+                "hint": None,
+                "cause": f"No rule knows this text, but its SQLSTATE {code} is of class {code[:2]}: {meaning}.",
+                "fix": [f"Run `{CHECK_COMMAND}`: it tries each step of the connection and stops where it fails."],
+                "docs": ["https://www.postgresql.org/docs/current/errcodes-appendix.html"],
+                "excerpt": None,
+                "line": None,
+                "priority": 0,
+                "captures": {},
+                "sqlstate": code,
+                "origin": "sqlstate-class",
+                "matched": f"SQLSTATE {code}",
+                "confidence": "low",
+                "agree": 0,
+            }
+    return None
+
+
+def _answer(matches: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The top match summed up. The runner-up is the best match of another layer, named when the top is not
+    a confident answer and the runner-up is at least as confident."""
+    if not matches:
+        return None
+    top = matches[0]
+    rank = LEVELS.index(top["confidence"])
+    runner = next((m for m in matches[1:] if m["layer"] != top["layer"] and not m.get("weak")), None)
+    close = runner is not None and top["confidence"] != "high" and LEVELS.index(runner["confidence"]) >= rank
+    guess = top["confidence"] == "low"
+    return {
+        "id": top["id"],
+        "layer": top["layer"],
+        "title": top["title"],
+        "confidence": top["confidence"],
+        "guess": guess,
+        "guess_from": top.get("matched") if guess else None,
+        "runner_up": {key: runner[key] for key in ("id", "layer", "title", "confidence")} if close else None,
+        "next_step": CHECK_COMMAND if guess else None,
+    }
+
+
+def _as_match(hit: _Hit, redactor: Redactor, agreeing: dict[str, int]) -> dict[str, Any]:
     from neondoctor.rules import format_hint
 
     rule = hit.rule
     captures = {k: v for k, v in hit.found.groupdict().items() if v is not None} if hit.found else {}
+    text = hit.found is not None
+    agree = max(0, agreeing.get(rule.layer, 0) - text)
+    weak = hit.candidate.demoted
+    matched = " ".join(hit.found.group(0).split())[:80] if hit.found else f"SQLSTATE {hit.sqlstate}"
     return {
         "id": rule.id,
         "layer": rule.layer,
@@ -672,6 +923,10 @@ def _as_match(hit: _Hit, redactor: Redactor) -> dict[str, Any]:
         "captures": redactor.obj(captures),
         "sqlstate": hit.sqlstate,
         "origin": rule.origin,
+        "matched": redactor(matched),
+        "confidence": confidence(rule.priority, text=text, weak=weak, agree=agree),
+        "agree": agree,
+        "weak": weak,
     }
 
 

@@ -148,12 +148,14 @@ class Rule:
             self._unless = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in self.unless]
         return any(p.search(text) for p in self._unless)
 
-    def search(self, text: str, lower: str) -> re.Match[str] | None:
-        """The longest match of any of the rule's regexes in ``text`` (``lower`` is its lower-cased twin)."""
+    def search(self, text: str, lower: str, indices: Iterable[int] | None = None) -> re.Match[str] | None:
+        """The longest match of any of the rule's regexes in ``text`` (``lower`` is its lower-cased twin);
+        ``indices``: only these regexes, already known to have their literal in the text."""
         best: re.Match[str] | None = None
         exotic = not lower.isascii()
-        for index, literals in enumerate(self.literals):
-            if literals is not None and not exotic and not any(lit in lower for lit in literals):
+        for index in range(len(self.literals)) if indices is None else sorted(indices):
+            literals = self.literals[index]
+            if indices is None and literals is not None and not exotic and not any(lit in lower for lit in literals):
                 continue
             found = self.pattern(index).search(text)
             if found is not None and (best is None or len(found.group(0)) > len(best.group(0))):
@@ -204,6 +206,15 @@ class RuleSet:
 
 
 def builtin_dir() -> Path:
+    return _shipped_dir()
+
+
+def engine_tables_file() -> Path:
+    """rules/engine.json: the tables the explain engine reads (always the shipped one)."""
+    return _shipped_dir() / "engine.json"
+
+
+def _shipped_dir() -> Path:
     package = Path(neondoctor.__file__).parent
     shipped = package / "_rules"
     return shipped if shipped.is_dir() else package.parent / "rules"
@@ -541,15 +552,23 @@ def _required(items: list[tuple[Any, Any]]) -> frozenset[str] | None:
 # --------------------------------------------------------------------------- cache
 
 
-def _cache_file(dirs: list[tuple[str, Path]]) -> Path | None:
+def cache_dir() -> Path | None:
+    """Where explain keeps what it can rebuild (parsed rules, the compiled prefilter); None when turned off."""
     if os.environ.get("NEONDOCTOR_NO_CACHE"):
         return None
     base = os.environ.get("NEONDOCTOR_CACHE_DIR")
     if not base:
         xdg = os.environ.get("XDG_CACHE_HOME")
         base = os.path.join(xdg, "neondoctor") if xdg else os.path.join(os.path.expanduser("~"), ".cache", "neondoctor")
+    return Path(base)
+
+
+def _cache_file(dirs: list[tuple[str, Path]]) -> Path | None:
+    base = cache_dir()
+    if base is None:
+        return None
     name = zlib.crc32("\0".join(str(folder) for _, folder in dirs).encode("utf-8", "surrogateescape"))
-    return Path(base) / f"rules-{name:08x}.json"
+    return base / f"rules-{name:08x}.json"
 
 
 def _cache_key(files: list[tuple[str, Path]]) -> str | None:

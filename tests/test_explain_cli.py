@@ -94,7 +94,8 @@ def test_json_contract_best_first() -> None:
     result = run("explain", "--json", text)
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert list(data) == ["schema", "matches", "sqlstates"]
+    assert list(data) == ["schema", "answer", "matches", "sqlstates"]
+    assert data["answer"]["id"] == "auth-password-failed" and data["answer"]["confidence"] == "high"
     ids = [m["id"] for m in data["matches"]]
     assert ids[:2] == ["auth-password-failed", "tcp-connection-refused"]
     first = data["matches"][0]
@@ -114,6 +115,7 @@ def test_nothing_matched_exits_1_with_the_next_step_and_the_sqlstate_class() -> 
     assert as_json.exit_code == 1
     assert json.loads(as_json.stdout) == {
         "schema": "neondoctor.explain/1",
+        "answer": None,
         "matches": [],
         "sqlstates": [
             {"code": "22012", "class": "22", "meaning": "data exception: a value the server could not accept"}

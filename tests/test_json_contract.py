@@ -115,6 +115,6 @@ def test_without_json_usage_errors_leave_stdout_empty() -> None:
 
 def test_existing_fields_keep_their_shape() -> None:
     data = json.loads(run("explain", "--json", "ERROR:  division by zero (SQLSTATE 22012)").stdout)
-    assert list(data) == ["schema", "matches", "sqlstates"]
+    assert list(data) == ["schema", "answer", "matches", "sqlstates"]  # answer: added by the explain engine
     listed = json.loads(run("rules", "list", "--json").stdout)
     assert set(listed["rules"][0]) == {"id", "layer", "blame", "title", "origin"}

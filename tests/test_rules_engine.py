@@ -350,10 +350,16 @@ def test_in_a_python_exception_chain_the_first_exception_is_the_root_cause() -> 
 
 
 def test_sqlstate_alone_matches_below_text_matches_and_confirms_text_matches() -> None:
+    matches = explain_text("pq: FATAL: sorry, too many clients already (SQLSTATE 28P01)", load_rules()).matches
+    assert [(m["id"], m["sqlstate"]) for m in matches] == [
+        ("slots-too-many-clients", None),
+        ("auth-password-failed", "28P01"),
+    ]
+    # a specific SQLSTATE says more than a generic text rule (a lower confidence band) around it
     matches = explain_text("pq: server closed the connection unexpectedly (SQLSTATE 53300)", load_rules()).matches
     assert [(m["id"], m["sqlstate"]) for m in matches] == [
-        ("server-connection-closed-unexpectedly", None),
         ("slots-too-many-clients", "53300"),
+        ("server-connection-closed-unexpectedly", None),
     ]
     confirmed = explain_text('FATAL:  password authentication failed for user "a"\ncode: "28P01"', load_rules())
     assert confirmed.matches[0]["sqlstate"] == "28P01"
@@ -412,7 +418,7 @@ def test_a_retry_storm_in_a_big_log_is_read_a_few_times_not_every_time(monkeypat
     )
     storm += 'FATAL:  password authentication failed for user "late"\n'
     scanner = scan(read_text_chunks(io.BytesIO(storm.encode())), load_rules().literals())
-    assert scanner.repeats == 2000 - explain_module.REPEATS
+    assert scanner.repeats == 2 * (2000 - explain_module.REPEATS)  # the Caused by copies are not read either
     refused = [c for c in scanner.candidates if "ECONNREFUSED" in c.text]
     assert [c.line for c in refused] == [1, 3, 5]
     assert scanner._chain_depth == 1998  # every Caused by after the last read "Error:" line (5) counted

@@ -39,5 +39,12 @@ def render_check(report: dict[str, Any]) -> str:
 
 
 def render_explain(result: dict[str, Any]) -> str:
-    """The `explain --json` contract: {"schema", "matches": [...best first...], "sqlstates": [...]}."""
+    """The `explain --json` contract: {"schema", "answer": {...} or null, "matches": [...best first...],
+    "sqlstates": [...]} (neondoctor/schemas/explain.json).
+
+    Each match carries "confidence" (high, medium, low), "agree" (other rules of its layer that matched the
+    text) and "matched" (the text its regex matched). "answer" sums up the top match: "confidence", "guess"
+    (a low-confidence answer), "guess_from", "runner_up" ({id, layer, title, confidence} or null) and
+    "next_step" (the check command, for a guess). With no rule match, a SQLSTATE whose class points at one
+    layer gives a guess match of origin "sqlstate-class"."""
     return document("explain", result)

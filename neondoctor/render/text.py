@@ -230,26 +230,50 @@ CHECK_HINT = 'neondoctor check "$DATABASE_URL"'
 
 
 def render_explain(result: dict[str, Any], *, color: bool = False, has_url: bool = False) -> str:
-    """The `explain` command: every matched rule, most likely first, or what to do when none matched."""
+    """The `explain` command: every matched rule, most likely first, or what to do when none matched.
+
+    A low-confidence answer is worded as a guess and ends with the checklist command; when the runner-up is
+    of another layer and about as likely, an "Or, if …" line names it."""
     style = Style(color)
     matches = result.get("matches") or []
-    if not matches:
+    answer = result.get("answer")
+    if not matches or not answer:
         return _render_explain_none(result, style, has_url)
     lines: list[str] = []
+    if answer.get("guess"):
+        guess = f"Most likely {_a(answer['layer'])} problem (a guess from: {answer.get('guess_from') or '?'})"
+        lines += [style(guess, "warning", bold=True), ""]
     if len(matches) > 1:
         lines += [style(f"{len(matches)} rules match; the most likely comes first.", dim=True), ""]
     for number, match in enumerate(matches, 1):
         if number > 1:
             lines.append("")
-        lines.extend(_explain_match(match, number if len(matches) > 1 else None, style))
+        live = not answer.get("guess")
+        lines.extend(_explain_match(match, number if len(matches) > 1 else None, style, live=live))
+        runner = answer.get("runner_up")
+        if number == 1 and runner:
+            shown = next((n for n, m in enumerate(matches, 1) if m["id"] == runner["id"]), None)
+            see = f" (see {shown}.)" if shown else ""
+            lines.append(
+                style("Or, if it is not " + answer["layer"] + ":", bold=True)
+                + f" {_a(runner['layer'])} problem, {runner['title']} [{runner['id']}]{see}"
+            )
+    if answer.get("guess"):
+        lines += ["", f"This is a guess. Find the step that fails: {answer.get('next_step') or CHECK_HINT}"]
     return "\n".join(lines)
 
 
-def _explain_match(match: dict[str, Any], number: int | None, style: Style) -> list[str]:
+def _a(layer: str) -> str:
+    return f"{'an' if layer[:1] in 'aeio' else 'a'} {layer}"
+
+
+def _explain_match(match: dict[str, Any], number: int | None, style: Style, *, live: bool = True) -> list[str]:
     head = f"{number}. " if number else ""
     lines = [f"{head}{style(match['title'], bold=True)}  {style('[' + match['id'] + ']', dim=True)}"]
     indent = " " * len(head) if head else ""
     facts = [f"layer {match['layer']}"]
+    if match.get("confidence"):
+        facts.append(f"confidence {match['confidence']}")
     if match.get("blame"):
         facts.append(f"whose move: {BLAME_WORDS.get(match['blame'], match['blame'])}")
     if match.get("line"):
@@ -275,7 +299,7 @@ def _explain_match(match: dict[str, Any], number: int | None, style: Style) -> l
             lines.extend(_wrapped(f"  {step_number}. ", step, indent, len(f"  {step_number}. ")))
     for link in match.get("docs") or []:
         lines.append(f"{indent}{style('Docs:', bold=True)} {link}")
-    if match.get("layer") in LIVE_LAYERS:
+    if live and match.get("layer") in LIVE_LAYERS:
         lines.append(f"{indent}{style('Check it live:', 'info')} {CHECK_HINT}")
     return lines
 
