@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import re
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -793,6 +794,17 @@ class _Hit:
         )
 
 
+_INDEXES: weakref.WeakKeyDictionary[RuleSet, RuleIndex] = weakref.WeakKeyDictionary()
+
+
+def _rule_index(ruleset: RuleSet) -> RuleIndex:
+    """One index per loaded rule set: building it is quadratic in the anchors (rules lint explains every example)."""
+    index = _INDEXES.get(ruleset)
+    if index is None:
+        index = _INDEXES[ruleset] = RuleIndex(ruleset.rules)
+    return index
+
+
 def _rank(scanner: _Scanner, ruleset: RuleSet) -> Explanation:
     result = Explanation()
     result.candidates = scanner.candidates
@@ -806,7 +818,7 @@ def _rank(scanner: _Scanner, ruleset: RuleSet) -> Explanation:
             sqlstate_at.setdefault(code, candidate)
     result.sqlstates = list(sqlstate_at)
     best: dict[str, _Hit] = {}
-    index = RuleIndex(ruleset.rules) if len(scanner.candidates) >= RuleIndex.MIN_CANDIDATES else None
+    index = _rule_index(ruleset) if len(scanner.candidates) >= RuleIndex.MIN_CANDIDATES else None
     for candidate in scanner.candidates:
         wanted = index.regexes(candidate.lower) if index else None
         for position, rule in enumerate(ruleset.rules):
