@@ -192,8 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     shown = [v for v in misses if v["share"] == "seen" or args.i_am_not_writing_rules] if args.show_misses else []
     by_id = {r["id"]: r for r in records}
 
+    clean = summarise([v for v in verdicts if v["id"] not in set(leaked)]) if leaked else rows
+
     if args.json:
-        report: dict[str, Any] = {"share": args.share, "rules": len(ruleset), "classes": rows, "contaminated": leaked}
+        report: dict[str, Any] = {
+            "share": args.share,
+            "rules": len(ruleset),
+            "classes": rows,
+            "contaminated": leaked,
+            "classes_without_contaminated": clean,
+        }
         if args.show_misses:
             report["misses"] = [{**v, "text": by_id[v["id"]]["text"]} for v in shown]
         print(json.dumps(report, indent=2, ensure_ascii=False))
@@ -205,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Contaminated held-out texts (overlap a rule example): {len(leaked)}"
         + (f": {', '.join(leaked)}" if leaked else "")
     )
+    if leaked:
+        print()
+        print("The same share without the contaminated texts (each scored as if it had never been collected):")
+        print()
+        print(markdown(clean, f"{args.share}, contaminated texts left out"))
     if args.show_misses:
         hidden = len(misses) - len(shown)
         print()
