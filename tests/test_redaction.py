@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import string
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -227,3 +228,76 @@ def test_usage_errors_do_not_echo_a_password(argv: list[str]) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("neondoctor: error: ")
     assert "secret" not in result.stderr and "words@" not in result.stderr
+
+
+# --------------------------------------------------------------------------- issue 11: what mutation testing found
+
+
+def _explained_line(text: str) -> str:
+    """The excerpt line ``neondoctor explain TEXT`` shows under its verdict."""
+    result = CliRunner().invoke(cli, ["explain", text], env={"NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    return next(line.split("│ ", 1)[1] for line in result.stdout.splitlines() if "│ " in line)
+
+
+FAILED = 'FATAL: password authentication failed for user "app" '
+
+
+def _percent_lowered(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), text)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        'Se"cr\\e\'t/9é aaaW',  # its JSON forms carry \" so explain reads the line as a JSON-escaped log
+        "Ab'c\\d/é fW",  # no \" : the line is read as written
+    ],
+)
+def test_explain_masks_a_pasted_password_in_every_encoding_it_appears_in(secret: str) -> None:
+    forms = [
+        quote(secret, safe=""), quote(secret), quote_plus(secret), _percent_lowered(quote(secret, safe="")),
+        json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1],
+        secret.replace("\\", "\\\\").replace("'", "\\'"), base64.b64encode(secret.encode()).decode().rstrip("="),
+    ]
+    shown = _explained_line(f"{FAILED}url=postgresql://app:{secret}@db.example/app" + "".join(f" <{f}>" for f in forms))
+    assert shown == FAILED + "url=postgresql://app:****@db.example/app" + " <****>" * len(forms)
+
+
+@pytest.mark.parametrize(
+    ("pasted", "shown"),
+    [
+        ("password='hunter2xyz'", "password='****'"),
+        ('password="hunter2xyz"', 'password="****"'),
+        ("password=''", "password='****'"),
+        ("password=XmasTree9X", "password=****"),
+        ("password=****", "password=****"),
+        ("password='****'", "password='****'"),
+        ("Authorization: Bearer abcdefgh12345", "Authorization: Bearer ****"),
+        ("key napi_abcdefghijklmnopqrst", "key napi_****"),
+        ("export PGPASSWORD=hunter2xyz", "export PGPASSWORD=****"),
+        ("options=endpoint=ep-cool-123;hunter2xyz", "options=endpoint=ep-cool-123;****"),
+        ("postgresql://app:@db.example/app", "postgresql://app:@db.example/app"),
+        ("postgresql://app:****@db.example/app", "postgresql://app:****@db.example/app"),
+        ("postgresql://app:ab/cdSecret9@db.example/app", "postgresql://app:****@db.example/app"),
+        ("postgresql://app:a b#c?d=e@db.example/app ok", "postgresql://app:****@db.example/app ok"),
+    ],
+)
+def test_explain_masks_secret_shapes_exactly_keeping_their_quotes(pasted: str, shown: str) -> None:
+    assert _explained_line(FAILED + pasted) == FAILED + shown
+
+
+@pytest.mark.parametrize(
+    ("pasted", "shown"),
+    [
+        ('FATAL: password authentication failed for user "XmasTree9X" password=\'XmasTree9X\'',
+         'FATAL: password authentication failed for user "****" password=\'****\''),
+        ('invalid port number: "ab12" password=ab12', 'invalid port number: "****" password=****'),
+        ('invalid port number: "ab1" password=ab1', 'invalid port number: "ab1" password=****'),
+        ('invalid port number: "****" password=****', 'invalid port number: "****" password=****'),
+    ],
+)
+def test_explain_masks_a_pasted_password_wherever_else_the_line_quotes_it(pasted: str, shown: str) -> None:
+    """A password seen by its shape is hidden elsewhere on the line too: in full from six characters,
+    in libpq's quoted fragments from four (shorter ones are too likely to be ordinary words)."""
+    assert _explained_line(pasted) == shown
