@@ -32,7 +32,7 @@ NOT_REAL_SERVER = ["-k", "not pg1"]
 SELECTION: dict[str, list[str]] = {
     "neondoctor/redact.py": [
         "tests/test_redaction.py", "tests/test_url.py", "tests/test_explain_cli.py", "tests/test_report.py",
-        "tests/test_crash.py", *NOT_REAL_SERVER,
+        "tests/test_crash.py", "tests/test_check_runner.py", "tests/test_check_forms.py", *NOT_REAL_SERVER,
     ],
     "neondoctor/target.py": [
         "tests/test_url.py", "tests/test_redaction.py", "tests/test_check_forms.py", "tests/test_check_runner.py",

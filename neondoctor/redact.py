@@ -298,6 +298,3 @@ def find_secrets(text: str) -> list[str]:
                 found.append(secret)
     return found
 
-
-def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    return Redactor(secrets)(text)

@@ -295,9 +295,43 @@ def test_explain_masks_secret_shapes_exactly_keeping_their_quotes(pasted: str, s
         ('invalid port number: "ab12" password=ab12', 'invalid port number: "****" password=****'),
         ('invalid port number: "ab1" password=ab1', 'invalid port number: "ab1" password=****'),
         ('invalid port number: "****" password=****', 'invalid port number: "****" password=****'),
+        ('FATAL: password authentication failed for user "abc123" password=abc123',
+         'FATAL: password authentication failed for user "****" password=****'),
+        ('missing "=" after "" in connection info string password=abcd1234',
+         'missing "=" after "" in connection info string password=****'),
+        ('connection to server at "db.example" (127.0.0.1), port 5432 failed: FATAL:  password authentication '
+         'failed for user "app" password=abcd1234',
+         'connection to server at "db.example" (127.0.0.1), port 5432 failed: FATAL:  password authentication '
+         'failed for user "app" password=****'),
+        ('FATAL: password authentication failed for user "Alpha9xyz" password=Alpha9xyz '
+         "dsn=postgresql://bob:Bravo9xyz@db.example/app seen Bravo9xyz",
+         'FATAL: password authentication failed for user "****" password=**** '
+         "dsn=postgresql://bob:****@db.example/app seen ****"),
+        ('FATAL: password authentication failed for user "app" password=Secret9\\ logged as Secret9\\\\ then',
+         'FATAL: password authentication failed for user "app" password=**** logged as **** then'),
     ],
 )
 def test_explain_masks_a_pasted_password_wherever_else_the_line_quotes_it(pasted: str, shown: str) -> None:
     """A password seen by its shape is hidden elsewhere on the line too: in full from six characters,
     in libpq's quoted fragments from four (shorter ones are too likely to be ordinary words)."""
     assert _explained_line(pasted) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "libpq_says"),
+    [
+        ("postgresql://alice:a%00b@127.0.0.1/app", 'forbidden value %00 in percent-encoded value: "****"'),
+        ("postgresql://alice:a b@127.0.0.1/app",
+         'unexpected spaces found in "****", use percent-encoded spaces (%20) instead'),
+        ('postgresql://alice:p"s%zz@127.0.0.1/app', 'invalid percent-encoded token: "****"'),
+        ('postgresql://alice:pa"ss%zzXYZ@127.0.0.1/app', 'invalid percent-encoded token: "****"'),
+    ],
+)
+def test_libpq_quoting_a_short_or_quoted_password_shows_only_the_mask(url: str, libpq_says: str) -> None:
+    """Too short to hide by value, or holding the quote libpq puts around it: the quoted fragment is hidden whole."""
+    assert f"on the string as given: rejects it: {libpq_says}\n" in _url_run(url)
+
+
+def test_a_short_password_does_not_hide_the_same_word_elsewhere() -> None:
+    report = json.loads(_url_run("--json", "postgresql://alice:qz7@127.0.0.1/qz7"))
+    assert report["dsn"] == "postgresql://alice:****@127.0.0.1/qz7" and report["database"] == "qz7"
