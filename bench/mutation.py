@@ -13,6 +13,7 @@ equivalent mutants are the ones named in bench/MUTATION.md.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -82,7 +83,9 @@ def narrow_config(dest: Path, module: str, tests: list[str]) -> None:
     pyproject.write_text(section.sub(lambda _: f"[tool.mutmut]\n{body}\n\n", text, count=1), encoding="utf-8")
 
 
-def run_module(module: str, *, max_seconds: float | None, verbose: bool, keep: Path | None = None) -> dict[str, object]:
+def run_module(
+    module: str, *, max_seconds: float | None, verbose: bool, keep: Path | None = None, only: list[str] | None = None
+) -> dict[str, object]:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="neondoctor-mutation-") as scratch:
         dest = Path(scratch)
@@ -91,9 +94,11 @@ def run_module(module: str, *, max_seconds: float | None, verbose: bool, keep: P
         env = {**os.environ, "NEONDOCTOR_PG_EXTRA_BINDIRS": "", "PYTHONDONTWRITEBYTECODE": "1"}
         env.pop("CI", None)  # one server version tells mutants apart; the suite checks both on CI
         mutmut = Path(sys.executable).with_name("mutmut")
+        dotted = module.removesuffix(".py").replace("/", ".")
+        names = [f"{dotted}.{pattern}" for pattern in only or []]
         try:
             subprocess.run(
-                [str(mutmut), "run", "--max-children", str(os.cpu_count() or 2)], cwd=dest, env=env,
+                [str(mutmut), "run", "--max-children", str(os.cpu_count() or 2), *names], cwd=dest, env=env,
                 stdout=None if verbose else subprocess.DEVNULL, stderr=subprocess.STDOUT if not verbose else None,
                 timeout=max_seconds, check=False,
             )
@@ -102,6 +107,8 @@ def run_module(module: str, *, max_seconds: float | None, verbose: bool, keep: P
             timed_out = True
         meta = dest / "mutants" / f"{module}.meta"
         codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+        if names:
+            codes = {key: code for key, code in codes.items() if any(fnmatch.fnmatch(key, n) for n in names)}
         if keep is not None and (dest / "mutants").is_dir():
             shutil.copytree(dest / "mutants", keep / module.replace("/", "."), dirs_exist_ok=True)
     counts = {"killed": 0, "survived": 0, "timeout": 0, "no tests": 0, "not checked": 0, "other": 0}
@@ -125,11 +132,12 @@ def main() -> int:
     parser.add_argument("--floor", type=float, help="exit 1 when a module scores below this percentage")
     parser.add_argument("--max-seconds", type=float, help="stop a module's run after this long (counts as unchecked)")
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants (not listed equivalent)")
+    parser.add_argument("--only", action="append", help="only the mutants of functions matching this glob (x_name*)")
     parser.add_argument("--keep", type=Path, help="copy each module's mutants/ folder here (to read the mutants)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true", help="show mutmut's own progress")
     args = parser.parse_args()
-    options = {"max_seconds": args.max_seconds, "verbose": args.verbose, "keep": args.keep}
+    options = {"max_seconds": args.max_seconds, "verbose": args.verbose, "keep": args.keep, "only": args.only}
     rows = [run_module(module, **options) for module in args.modules]
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -56,8 +56,6 @@ _ENV_PASSWORD = re.compile(
 _NEON_API_KEY = re.compile(r"\bnapi_[A-Za-z0-9]{16,}")
 _BEARER = re.compile(r"(?P<head>\bBearer\s+)[A-Za-z0-9._~+/=\-]{8,}", re.IGNORECASE)
 _FIND_MIN = 4
-_UNESCAPED = {"n": "\n", "t": "\t"}
-"""``explain`` un-escapes a JSON-escaped log line (``\\"`` → ``"``), so each form is also masked as it then reads."""
 
 # libpq's messages that quote a piece of the connection string: the format strings in the libpq 18.6 that
 # psycopg-binary 3.3.9 ships (`strings libpq*.so`; fe-connect.c in PostgreSQL's source).
@@ -152,7 +150,7 @@ def _variants(secret: str) -> set[str]:
         base64.b64encode(secret.encode()).decode().rstrip("="),
     }
     forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), f) for f in forms}
-    forms |= {re.sub(r'\\([nt"\\])', lambda m: _UNESCAPED.get(m.group(1), m.group(1)), f) for f in forms}
+    forms |= {re.sub(r'\\(["\\])', r"\1", f) for f in forms}  # as explain reads a JSON-escaped log line
     return {f for f in forms if f}
 
 

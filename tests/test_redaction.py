@@ -252,6 +252,7 @@ def _percent_lowered(text: str) -> str:
     [
         'Se"cr\\e\'t/9é aaaW',  # its JSON forms carry \" so explain reads the line as a JSON-escaped log
         "Ab'c\\d/é fW",  # no \" : the line is read as written
+        "AXb\\c\u200bd/é fX",  # Python's repr escapes the zero-width space, JSON does not
     ],
 )
 def test_explain_masks_a_pasted_password_in_every_encoding_it_appears_in(secret: str) -> None:
@@ -335,3 +336,16 @@ def test_libpq_quoting_a_short_or_quoted_password_shows_only_the_mask(url: str, 
 def test_a_short_password_does_not_hide_the_same_word_elsewhere() -> None:
     report = json.loads(_url_run("--json", "postgresql://alice:qz7@127.0.0.1/qz7"))
     assert report["dsn"] == "postgresql://alice:****@127.0.0.1/qz7" and report["database"] == "qz7"
+
+
+def test_libpq_quoting_the_whole_url_shows_it_with_the_password_masked() -> None:
+    assert (
+        'in IPv6 host address in URI: "postgresql://alice:****@[::1/app"\n'
+        in _url_run("postgresql://alice:pw@[::1/app")
+    )
+
+
+def test_a_password_that_is_not_utf8_once_decoded_is_a_finding_not_a_crash() -> None:
+    result = CliRunner().invoke(cli, ["url", "postgresql://alice:ab%ffcd@127.0.0.1/app"], env={"NO_COLOR": "1"})
+    assert result.exit_code == 1, result.output
+    assert "internal error" not in result.output and "ab%ffcd" not in result.output
