@@ -13,11 +13,13 @@ equivalent mutants are the ones named in bench/MUTATION.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,11 +59,15 @@ def equivalent_mutants() -> set[str]:
 
 
 def scratch_copy(dest: Path) -> None:
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, check=True, capture_output=True,
-    ).stdout.decode().split("\0")
-    for name in filter(None, files):
+    """The worktree's files (tracked and new, not ignored); without git, the tree minus caches and venvs."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True
+    )
+    if listed.returncode != 0:
+        skip = shutil.ignore_patterns(".venv", ".git", "mutants", "__pycache__", "*.egg-info", ".*cache*", "unseen")
+        shutil.copytree(ROOT, dest, ignore=skip, dirs_exist_ok=True)
+        return
+    for name in filter(None, listed.stdout.decode().split("\0")):
         source = ROOT / name
         if source.is_file() and not name.startswith("tests/data/unseen/"):
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
@@ -96,15 +102,20 @@ def run_module(
         mutmut = Path(sys.executable).with_name("mutmut")
         dotted = module.removesuffix(".py").replace("/", ".")
         names = [f"{dotted}.{pattern}" for pattern in only or []]
+        mutmut_run = subprocess.Popen(
+            [str(mutmut), "run", "--max-children", str(os.cpu_count() or 2), *names], cwd=dest, env=env,
+            stdout=None if verbose else subprocess.DEVNULL, stderr=None if verbose else subprocess.STDOUT,
+            start_new_session=True,
+        )
+        timed_out = False
         try:
-            subprocess.run(
-                [str(mutmut), "run", "--max-children", str(os.cpu_count() or 2), *names], cwd=dest, env=env,
-                stdout=None if verbose else subprocess.DEVNULL, stderr=subprocess.STDOUT if not verbose else None,
-                timeout=max_seconds, check=False,
-            )
-            timed_out = False
+            mutmut_run.wait(timeout=max_seconds)
         except subprocess.TimeoutExpired:
             timed_out = True
+        finally:  # a timeout, Ctrl-C or CI's SIGTERM: no mutant process outlives the run
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(mutmut_run.pid, signal.SIGKILL)
+            mutmut_run.wait()
         meta = dest / "mutants" / f"{module}.meta"
         codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
         if names:
@@ -137,6 +148,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true", help="show mutmut's own progress")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: kill mutmut, delete the scratch copy
     options = {"max_seconds": args.max_seconds, "verbose": args.verbose, "keep": args.keep, "only": args.only}
     rows = [run_module(module, **options) for module in args.modules]
     if args.json:
