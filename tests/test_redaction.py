@@ -296,6 +296,10 @@ def test_explain_masks_secret_shapes_exactly_keeping_their_quotes(pasted: str, s
         ('invalid port number: "ab12" password=ab12', 'invalid port number: "****" password=****'),
         ('invalid port number: "ab1" password=ab1', 'invalid port number: "ab1" password=****'),
         ('invalid port number: "****" password=****', 'invalid port number: "****" password=****'),
+        ('psql: error: could not translate host name "ab12" to address: Name or service not known; could not '
+         'translate host name "db.example" to address: x password=ab12',
+         'psql: error: could not translate host name "****" to address: Name or service not known; could not '
+         'translate host name "db.example" to address: x password=****'),
         ('FATAL: password authentication failed for user "abc123" password=abc123',
          'FATAL: password authentication failed for user "****" password=****'),
         ('missing "=" after "" in connection info string password=abcd1234',
@@ -349,3 +353,8 @@ def test_a_password_that_is_not_utf8_once_decoded_is_a_finding_not_a_crash() -> 
     result = CliRunner().invoke(cli, ["url", "postgresql://alice:ab%ffcd@127.0.0.1/app"], env={"NO_COLOR": "1"})
     assert result.exit_code == 1, result.output
     assert "internal error" not in result.output and "ab%ffcd" not in result.output
+
+
+def test_a_password_of_white_space_is_hidden_where_it_stands_but_not_wherever_white_space_is() -> None:
+    shown = _explained_line(f"{FAILED}password='{chr(9) * 6}' then{chr(9) * 6}end")
+    assert shown.startswith(FAILED + "password='****' then ") and shown.endswith(" end")
