@@ -75,6 +75,7 @@ def probe_json(result: ProbeResult) -> dict[str, Any]:
         "details": result.details,
         "matches": result.matches,
         "next_step": result.next_step,
+        "next_step_exact": result.exact_next_step,
     }
 
 
@@ -152,6 +153,7 @@ def run_check(
     interrupted: str | None = None
 
     def done(result: ProbeResult) -> None:
+        result.matches = [fitting_fixes(match, neon=is_neon(ctx)) for match in result.matches]
         _redact(result, redactor)
         results.append(result)
         if on_probe_done is not None:
@@ -320,14 +322,45 @@ def _close(ctx: CheckContext) -> None:
 # --------------------------------------------------------------------------- verdict
 
 
+def is_neon(ctx: CheckContext) -> bool:
+    return bool(ctx.target.neon or ctx.facts.get("neon"))
+
+
+def fitting_fixes(match: dict[str, Any], *, neon: bool) -> dict[str, Any]:
+    """The match with only the fix steps that fit this host (a rule tags steps ``when: neon`` or ``not-neon``)."""
+    when = match.get("fix_when")
+    if not when:
+        return match
+    unfit = "not-neon" if neon else "neon"
+    kept = [(step, tag) for step, tag in zip(match.get("fix") or [], when, strict=False) if tag != unfit]
+    return {**match, "fix": [step for step, _ in kept], "fix_when": [tag for _, tag in kept]}
+
+
+def choose_next_step(failed: ProbeResult) -> tuple[str | None, str]:
+    """The failing probe's next step and where it comes from: the probe's own evidence first, then the rules.
+
+    A probe marks a step exact when it follows from what it measured (the certificate's dates, the TCP
+    timing, the server's recovery state); that beats any rule. Otherwise the top rule's first fix that fits
+    the host (``fitting_fixes`` has dropped the others) is used, and the probe's generic step last.
+    """
+    if failed.next_step and failed.exact_next_step:
+        return failed.next_step, "probe"
+    for match in failed.matches[:1]:
+        fixes = match.get("fix") or []
+        if fixes:
+            return fixes[0], f"rule:{match.get('id')}"
+    return failed.next_step, "probe" if failed.next_step else "none"
+
+
 def make_verdict(results: list[ProbeResult], ctx: CheckContext, options: CheckOptions) -> dict[str, Any]:
     failed = next((r for r in results if r.status is Status.FAIL), None)
     if failed is not None:
         top = failed.matches[0] if failed.matches else None
-        next_step = failed.next_step
-        if top and top.get("fix") and not (next_step and failed.exact_next_step):
-            next_step = top["fix"][0]
+        next_step, source = choose_next_step(failed)
         layer = top.get("layer") if top else None
+        passed = {r.name for r in results if r.status in (Status.PASS, Status.WARN)}
+        if layer in passed:
+            layer = None  # the rule blames a layer this run saw working: the evidence wins
         where = failed.name
         if layer and layer not in (failed.name, "url", "server", "client", "database", "pooler") and failed.name in (
             "auth",
@@ -341,6 +374,7 @@ def make_verdict(results: list[ProbeResult], ctx: CheckContext, options: CheckOp
             "rule": top.get("id") if top else None,
             "summary": f"Failed at {where}: {failed.summary.rstrip('.')}.",
             "next_step": next_step or "Read the failing probe's details above (-v shows them all)",
+            "next_step_from": source,
         }
     cap_probe = ctx.facts.get("cap_hit_before")
     if cap_probe:
@@ -351,6 +385,7 @@ def make_verdict(results: list[ProbeResult], ctx: CheckContext, options: CheckOp
             "rule": None,
             "summary": f"Stopped before {cap_probe}: {_cap_text(options)}.",
             "next_step": f"Rerun with a larger --total-timeout (now {options.total_timeout:g} s)",
+            "next_step_from": "runner",
         }
     warnings = [r for r in results if r.status is Status.WARN]
     fine = _what_works(results)
@@ -365,6 +400,7 @@ def make_verdict(results: list[ProbeResult], ctx: CheckContext, options: CheckOp
             "rule": None,
             "summary": f"Works, with {count} warning{'s' if count > 1 else ''} ({names}): {fine}.",
             "next_step": first.next_step or "Read the warnings above",
+            "next_step_from": "probe" if first.next_step else "none",
         }
     return {
         "status": "pass",
@@ -373,6 +409,7 @@ def make_verdict(results: list[ProbeResult], ctx: CheckContext, options: CheckOp
         "rule": None,
         "summary": f"All good: {fine}.",
         "next_step": "Nothing to fix: an app using this connection string should connect",
+        "next_step_from": "none",
     }
 
 

@@ -137,6 +137,8 @@ def cli() -> None:
       neondoctor explain [TEXT]   paste an error, get the cause and the next step
       neondoctor check [URL]      run DNS → TCP → TLS → auth → slots → tables
       neondoctor report [URL]     run check and write a redacted report to attach to a ticket
+      neondoctor pool [URL]       will the app's connection pools fit in the server's slots?
+      neondoctor drill [URL]      write, commit and read back a row: does data persist? (writes)
       neondoctor rules …          list, show, lint and test the error knowledge base
 
     URL defaults to $DATABASE_URL, then .env in the working directory, then libpq's PG*
@@ -185,29 +187,64 @@ def load_target(url: str | None, env_file: str | None, env_var: str | None) -> T
     return target
 
 
+CLIENT_NAMES = ("psql", "libpq", "psycopg2", "psycopg", "asyncpg", "sqlalchemy", "sqlalchemy-async", "django",
+                "node-pg", "postgres-js", "prisma", "drizzle", "jdbc", "go-pgx")
+
+
+def dotenv_findings(target: Target, *, strict: bool) -> list[Any]:
+    """.env hygiene when the string came from a .env or one is in the working tree."""
+    from neondoctor.envfile import dotenv_in_play, hygiene
+
+    path = dotenv_in_play(target.source)
+    return hygiene(path, strict=strict) if path is not None else []
+
+
 @cli.command("url")
 @click.argument("url", required=False)
 @target_options
+@click.option("--for", "client", type=click.Choice(CLIENT_NAMES), metavar="CLIENT",
+              help=f"Print the string (or code) this client needs for the same target: {', '.join(CLIENT_NAMES)}.")
+@click.option("--show-password", is_flag=True, help="With --for, print the real password instead of ****.")
 @click.option("--json", "as_json", is_flag=True, help="Print the url --json contract.")
 @click.pass_context
-def url_command(ctx: click.Context, url: str | None, env_file: str | None, env_var: str | None, as_json: bool) -> None:
+def url_command(ctx: click.Context, url: str | None, env_file: str | None, env_var: str | None, client: str | None,
+                show_password: bool, as_json: bool) -> None:
     """Explain a connection string part by part and flag its mistakes.
 
     URL defaults to $DATABASE_URL, then .env in the working directory, then libpq's PG* variables.
-    Exit 0 when there are no errors, 1 when there are, 2 on bad usage.
+    With --for CLIENT it also prints the string that client needs and what it makes of yours.
+    Exit 0 when there are no errors (with --for: none for that client), 1 when there are, 2 on bad usage.
     """
     from neondoctor.render import json as json_render
     from neondoctor.render import text as text_render
     from neondoctor.target import PARAM_MEANINGS
 
+    if show_password and not client:
+        usage_problem("--show-password only goes with --for CLIENT")
     target = load_target(url, env_file, env_var)
+    hygiene = dotenv_findings(target, strict=True)
+    rank = {"error": 0, "warning": 1, "info": 2}
+    target.findings = sorted(target.findings + hygiene, key=lambda finding: rank[str(finding.severity)])
     report = target.to_json()
+    failed = target.has_errors
+    form: dict[str, Any] | None = None
+    if client:
+        from neondoctor.clients import client_fails, for_client
+
+        shown = for_client(target, client, show_password=show_password)
+        form = shown.to_json() if show_password else target.redactor.obj(shown.to_json())
+        failed = client_fails(target, shown) or any(f.severity == "error" for f in hygiene)
     if as_json:
-        output = json_render.render_url(report)
+        output = json_render.render_url(report if form is None else {**report, "client": form})
     else:
         output = text_render.render_url(report, color=use_color(), meanings=PARAM_MEANINGS)
+        if form is not None:
+            from neondoctor.render.app import render_client
+
+            output += "\n" + render_client(form, color=use_color(), password_shown=show_password,
+                                            has_password=target.password is not None)
     click.echo(output)
-    ctx.exit(ExitCode.FINDINGS if target.has_errors else ExitCode.OK)
+    ctx.exit(ExitCode.FINDINGS if failed else ExitCode.OK)
 
 
 def _positive_seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -296,6 +333,7 @@ def check_setup(
         except BadTableName as exc:
             usage_problem(f"--expect-table: {exc}")
     target = load_target(url, env_file, env_var)
+    target.findings += dotenv_findings(target, strict=False)
     options = CheckOptions(
         timeout=params["timeout"],
         total_timeout=params["total_timeout"],
@@ -470,6 +508,104 @@ def report_command(
         click.echo(f"Report written to {path}")
         click.echo(target.redactor.known(f"{mark} {verdict['summary']} Next: {verdict['next_step']}"))
     ctx.exit(ExitCode.FINDINGS if check.failed else ExitCode.OK)
+
+
+@cli.command("pool")
+@click.argument("url", required=False)
+@target_options
+@click.option("--pool-size", type=click.IntRange(min=0), help="SQLAlchemy pool_size (default 5).")
+@click.option("--max-overflow", type=click.IntRange(min=-1), help="SQLAlchemy max_overflow (default 10; -1: no bound).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes × threads that each hold their own pool (e.g. gunicorn -w 4 → 4).")
+@click.option("--pool-recycle", type=click.IntRange(min=-1), help="SQLAlchemy pool_recycle in seconds.")
+@click.option("--pre-ping/--no-pre-ping", "pre_ping", default=None, help="SQLAlchemy pool_pre_ping.")
+@click.option("--from", "from_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Read the pool options from the create_engine(...) calls in this Python file (parsed, never run).")
+@click.option("--max-connections", type=click.IntRange(min=1), metavar="N",
+              help="Compare with this max_connections instead of asking the server (offline).")
+@click.option("--timeout", type=float, default=5.0, show_default=True, callback=_positive_seconds, metavar="SECONDS",
+              help="Limit for connecting to the server.")
+@click.option("--json", "as_json", is_flag=True, help="Print the pool --json contract.")
+@click.pass_context
+def pool_command(ctx: click.Context, url: str | None, env_file: str | None, env_var: str | None,
+                 pool_size: int | None, max_overflow: int | None, workers: int, pool_recycle: int | None,
+                 pre_ping: bool | None, from_file: str | None, max_connections: int | None, timeout: float,
+                 as_json: bool) -> None:
+    """Will the app's pools fit in the connection slots this role has on the server?
+
+    Worst case (pool_size + max_overflow) × workers against the slots left for this role on the live
+    server (one connection, read-only), or against --max-connections N offline. Exit 0 when it fits
+    (or is tight), 1 when it will fail, 2 on bad usage.
+    """
+    from neondoctor import pool as pools
+    from neondoctor.render import json as json_render
+    from neondoctor.render.app import render_pool
+    from neondoctor.target import NoTarget, find_target, parse_target
+
+    if from_file:
+        overrides = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_recycle": pool_recycle,
+                     "pre_ping": pre_ping}
+        try:
+            plan = pools.plan_from_file(Path(from_file), workers=workers, overrides=overrides)
+        except pools.PoolFileError as exc:
+            usage_problem(str(exc))
+    else:
+        plan = pools.plan_from_options(pool_size, max_overflow, pool_recycle, pre_ping, workers)
+    target = None
+    if max_connections is not None:
+        try:
+            target = parse_target(find_target(url, env_file=env_file, env_var=env_var))
+        except NoTarget:
+            target = None
+        capacity = pools.offline_capacity(max_connections)
+    else:
+        target = load_target(url, env_file, env_var)
+        if target.has_errors:
+            usage_problem("the connection string has errors; see `neondoctor url`, or give --max-connections N")
+        try:
+            capacity = pools.live_capacity(target, timeout)
+        except Exception as exc:
+            message = target.redactor(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            click.echo(f"neondoctor: could not read the server's connection limits: {message}", err=True)
+            click.echo("Run `neondoctor check` to find why, or compare offline with --max-connections N", err=True)
+            if as_json:
+                click.echo(json_render.render_error("pool", int(ExitCode.FINDINGS), message))
+            ctx.exit(ExitCode.FINDINGS)
+    verdict = pools.judge(plan, capacity, target)
+    report = verdict.to_json()
+    output = json_render.document("pool", report) if as_json else render_pool(report, color=use_color())
+    click.echo(target.redactor.known(output) if target is not None else output)
+    ctx.exit(ExitCode.FINDINGS if verdict.failed else ExitCode.OK)
+
+
+@cli.command("drill")
+@click.argument("url", required=False)
+@target_options
+@click.option("--timeout", type=float, default=5.0, show_default=True, callback=_positive_seconds, metavar="SECONDS",
+              help="Limit for each connection and statement.")
+@click.option("--json", "as_json", is_flag=True, help="Print the drill --json contract.")
+@click.pass_context
+def drill_command(ctx: click.Context, url: str | None, env_file: str | None, env_var: str | None, timeout: float,
+                  as_json: bool) -> None:
+    """Write a row, commit, and read it back from a new connection: does data persist? (This WRITES.)
+
+    Creates a scratch table neondoctor_drill_<random> in the role's current schema, inserts a random
+    token, commits, then reads it back in a second connection and drops the table (also when a step
+    fails). A standby, a read-only role or a missing CREATE privilege is said before anything is
+    written. Exit 0 when the row persisted, 1 otherwise, 2 on bad usage.
+    """
+    from neondoctor.drill import run_drill
+    from neondoctor.render import json as json_render
+    from neondoctor.render.app import render_drill
+
+    target = load_target(url, env_file, env_var)
+    if target.has_errors:
+        usage_problem("the connection string has errors; see `neondoctor url`")
+    result = run_drill(target, timeout=timeout)
+    report = result.to_json()
+    output = json_render.document("drill", report) if as_json else render_drill(report, color=use_color())
+    click.echo(target.redactor.known(output))
+    ctx.exit(ExitCode.FINDINGS if result.failed else ExitCode.OK)
 
 
 def rules_option(func: F) -> F:

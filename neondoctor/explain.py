@@ -350,6 +350,7 @@ class _Scanner:
         self.literals = None if literals is None else sorted({*literals, *MARKERS})
         self.max_line = max_line
         self._trie: re.Pattern[str] | None = None
+        self._ascii_trie: re.Pattern[str] | None = None
         self._structural: frozenset[str] = frozenset()
         self._tails: dict[str, int] = {}
         self.repeats = 0
@@ -421,10 +422,13 @@ class _Scanner:
             if self._trie is None:
                 anchors = {literal: _anchor(literal) for literal in self.literals}
                 self._trie = re.compile(_trie_pattern(sorted(set(anchors.values()))))
+                # an ASCII chunk cannot hold a localized literal: leave those out of its trie (fewer branches to try)
+                self._ascii_trie = re.compile(_trie_pattern(sorted({a for a in anchors.values() if a.isascii()})))
                 self._structural = frozenset(anchors[marker] for marker in STRUCTURE_MARKERS)
+            trie = self._ascii_trie if lower.isascii() and self._ascii_trie is not None else self._trie
             pos = start
             while pos < limit:
-                found = self._trie.search(lower, pos, limit)
+                found = trie.search(lower, pos, limit)
                 if found is None:
                     break
                 end = lower.find("\n", found.start())
@@ -660,6 +664,7 @@ def _as_match(hit: _Hit, redactor: Redactor) -> dict[str, Any]:
         "hint": redactor(hint) if (hint := format_hint(rule.hint, captures)) else None,
         "cause": rule.cause,
         "fix": list(rule.fix),
+        "fix_when": list(rule.fix_when),
         "docs": list(rule.docs),
         "excerpt": redactor(hit.candidate.text),
         "line": hit.candidate.line,

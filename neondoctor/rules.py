@@ -31,7 +31,9 @@ DEFAULT_PRIORITY = 50
 MIN_LITERAL = 3
 BUILTIN = "builtin"
 ENV_RULES = "NEONDOCTOR_RULES"
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
+FIX_WHEN = ("neon", "not-neon")
+"""A fix step may be tagged ``{when: neon, step: ...}``: `check` offers it only where it fits the host."""
 
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _SQLSTATE_CODE = re.compile(r"^[0-9A-Z]{5}$")
@@ -66,6 +68,7 @@ class Rule:
         "examples",
         "file",
         "fix",
+        "fix_when",
         "hint",
         "id",
         "layer",
@@ -90,6 +93,7 @@ class Rule:
         self.sqlstate: list[str] = data["sqlstate"]
         self.cause: str = data["cause"]
         self.fix: list[str] = data["fix"]
+        self.fix_when: list[str | None] = data.get("fix_when") or [None] * len(self.fix)
         self.docs: list[str] = data["docs"]
         self.examples: list[dict[str, str]] = data.get("examples", [])
         self.not_examples: list[dict[str, str]] = data.get("not_examples", [])
@@ -121,6 +125,7 @@ class Rule:
             "match": match,
             "cause": self.cause,
             "fix": self.fix,
+            **({"fix_when": self.fix_when} if any(self.fix_when) else {}),
             "docs": self.docs,
             "examples": self.examples,
         }
@@ -344,9 +349,7 @@ def parse_rule(raw: Any, file: str, origin: str, index: int = 0) -> tuple[Rule |
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 100:
         problem(f"priority must be an integer from 0 to 100, not {priority!r}")
         priority = DEFAULT_PRIORITY
-    fix = raw.get("fix")
-    if not isinstance(fix, list) or not fix or not all(isinstance(step, str) and step.strip() for step in fix):
-        problem("'fix' must be a non-empty list of steps", True)
+    fix_steps, fix_when = _parse_fix(raw.get("fix"), problem)
     docs = raw.get("docs", [])
     if docs is None or not isinstance(docs, list) or not all(isinstance(link, str) for link in docs):
         problem("'docs' must be a list of links")
@@ -374,7 +377,8 @@ def parse_rule(raw: Any, file: str, origin: str, index: int = 0) -> tuple[Rule |
             "unless": unless,
             "sqlstate": sqlstates,
             "cause": " ".join(raw["cause"].split()),
-            "fix": [" ".join(step.split()) for step in raw["fix"]],
+            "fix": fix_steps,
+            "fix_when": fix_when,
             "docs": docs,
             "examples": examples,
             "not_examples": not_examples,
@@ -384,6 +388,28 @@ def parse_rule(raw: Any, file: str, origin: str, index: int = 0) -> tuple[Rule |
         }
     )
     return rule, problems
+
+
+def _parse_fix(fix: Any, problem: Any) -> tuple[list[str], list[str | None]]:
+    """Fix steps as text, and for each the host it fits (``neon``, ``not-neon``) or None for any host."""
+    steps: list[str] = []
+    when: list[str | None] = []
+    if not isinstance(fix, list) or not fix:
+        problem("'fix' must be a non-empty list of steps", True)
+        return steps, when
+    for step in fix:
+        tag = None
+        if isinstance(step, dict):
+            if set(step) != {"when", "step"} or step["when"] not in FIX_WHEN:
+                problem(f"a tagged fix step is {{when: {' | '.join(FIX_WHEN)}, step: text}}, not {step!r}", True)
+                continue
+            tag, step = step["when"], step["step"]
+        if not isinstance(step, str) or not step.strip():
+            problem("'fix' must be a non-empty list of steps", True)
+            continue
+        steps.append(" ".join(step.split()))
+        when.append(tag)
+    return steps, when
 
 
 def _parse_match(

@@ -88,6 +88,13 @@ LIBPQ_ENV = {
 }
 
 
+ASYNCPG_URL_KEYWORDS = frozenset({"host", "port", "user", "password", "dbname", "passfile", "target_session_attrs"})
+"""libpq parameters that are also asyncpg.connect() keywords (SQLAlchemy maps dbname to database)."""
+ASYNCPG_ONLY_KEYWORDS = frozenset(
+    {"ssl", "timeout", "command_timeout", "statement_cache_size", "prepared_statement_cache_size", "direct_tls"}
+)
+"""asyncpg.connect() keywords that a postgresql+asyncpg:// URL may carry and libpq does not know."""
+
 ENV_NAMES = {keyword: name for name, keyword in LIBPQ_ENV.items()}
 
 
@@ -159,6 +166,8 @@ class Target:
     """Parameters taken from PG* environment variables because the string does not set them."""
     libpq_error: str | None = None
     """libpq's own complaint about the string, redacted, or None when libpq accepts it."""
+    given_query: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    """The URL's query parameters as written, driver-only ones included (values may hold secrets)."""
 
     @property
     def password(self) -> str | None:
@@ -182,6 +191,17 @@ class Target:
             raw_port = ports[index] if index < len(ports) else (ports[0] if len(ports) == 1 else "")
             pairs.append((host.strip(), _port_or_default(raw_port)))
         return pairs
+
+    @property
+    def ports_written(self) -> list[int | str]:
+        """The port of each host as the string names it, even when it is not a valid TCP port."""
+        hosts = (self.params.get("host") or "").split(",")
+        ports = [p.strip() for p in (self.params.get("port") or "").split(",")]
+        written: list[int | str] = []
+        for index in range(len(hosts)):
+            raw = ports[index] if index < len(ports) else (ports[0] if len(ports) == 1 else "")
+            written.append(int(raw) if raw.isdigit() else raw or 5432)
+        return written
 
     @property
     def host(self) -> str | None:
@@ -210,6 +230,7 @@ class Target:
     def to_json(self) -> dict[str, Any]:
         params = {k: v for k, v in self.params.items() if k not in {"user", "password", "host", "port", "dbname"}}
         host = self.params.get("host")
+        ports = self.ports_written
         return self.redactor.obj(
             {
                 "source": self.source,
@@ -222,8 +243,10 @@ class Target:
                 "password_source": self.password_source,
                 "from_env": {key: ENV_NAMES[key] for key in self.from_env},
                 "host": host or None,
-                "hosts": [{"host": h or None, "port": p} for h, p in self.hosts] if host and "," in host else None,
-                "port": self.port,
+                "hosts": [{"host": h or None, "port": p} for (h, _), p in zip(self.hosts, ports, strict=True)]
+                if host and "," in host
+                else None,
+                "port": ports[0],
                 "database": self.database,
                 "params": params,
                 "neon": self.neon.to_json() if self.neon else None,
@@ -330,7 +353,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
             redactor.add_region(text, url.end() + intent.password_span[0], url.end() + intent.password_span[1])
         redactor.add(_unquote(intent.password_raw or ""))
         _scheme_findings(scheme, driver, bool(url.group("jdbc")), findings)
-        fixed_text, dropped, fixed_span = _libpq_url(scheme, intent, jdbc=bool(url.group("jdbc")))
+        fixed_text, dropped, fixed_span = _libpq_url(scheme, intent, jdbc=bool(url.group("jdbc")), driver=driver)
         if fixed_span:
             redactor.add_region(fixed_text, *fixed_span)
         _query_password_regions(text, redactor)
@@ -369,6 +392,8 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
 
     shown = {redactor.fragment(k) or MASK: redactor.fragment(v) or "" for k, v in dropped.items()}
     _param_findings(params, shown, form, driver, findings)
+    if driver == "asyncpg" and dropped.get("ssl") in SSLMODES and "sslmode" not in params and not fixed_error:
+        params["sslmode"] = dropped["ssl"]
     _host_findings(params, findings)
     neon = _neon_host(params.get("host", "").split(",")[0])
     _neon_findings(neon, params, driver, findings)
@@ -396,6 +421,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         password_source=password_source,
         from_env=from_env,
         libpq_error=libpq_error,
+        given_query=parse_qsl(intent.query, keep_blank_values=True) if intent is not None else [],
     )
 
 
@@ -601,7 +627,9 @@ def _scheme_findings(scheme: str, driver: str | None, jdbc: bool, findings: list
         )
 
 
-def _libpq_url(scheme: str, intent: _Intent, *, jdbc: bool) -> tuple[str, dict[str, str], tuple[int, int] | None]:
+def _libpq_url(
+    scheme: str, intent: _Intent, *, jdbc: bool, driver: str | None = None
+) -> tuple[str, dict[str, str], tuple[int, int] | None]:
     """Rebuild the URL for libpq: plain scheme, password encoded as the user meant it, driver-only
     query parameters set aside. Also returns where the password sits in the rebuilt URL."""
     base = "postgresql" if scheme in ("postgresql", "postgres") else scheme
@@ -620,7 +648,8 @@ def _libpq_url(scheme: str, intent: _Intent, *, jdbc: bool) -> tuple[str, dict[s
     dropped: dict[str, str] = {}
     known = libpq_keywords()
     for key, value in parse_qsl(intent.query, keep_blank_values=True):
-        if key in known or not (jdbc or key in PRISMA_PARAMS or key.lower() in DRIVER_PARAMS):
+        asyncpg_only = driver == "asyncpg" and key in ASYNCPG_ONLY_KEYWORDS
+        if key in known or not (jdbc or asyncpg_only or key in PRISMA_PARAMS or key.lower() in DRIVER_PARAMS):
             kept.append((key, value))
         else:
             dropped[key] = value
@@ -769,7 +798,19 @@ def _param_findings(
 ) -> None:
     for key, value in dropped.items():
         lowered = key.lower()
-        if key in PRISMA_PARAMS:
+        if driver == "asyncpg" and key in ASYNCPG_ONLY_KEYWORDS:
+            findings.append(
+                Finding(
+                    f"url-asyncpg-keyword-{key.replace('_', '-')}",
+                    Severity.INFO,
+                    f"'{key}={value}' is asyncpg's own keyword (SQLAlchemy passes it to asyncpg.connect()); "
+                    + ("libpq spells it sslmode" if key == "ssl" else "libpq does not know it")
+                    + ", so the libpq-ready URL "
+                    + ("carries sslmode instead" if key == "ssl" and value in SSLMODES else "leaves it out"),
+                    "Keep it in the postgresql+asyncpg:// URL; give libpq clients the libpq-ready URL shown",
+                )
+            )
+        elif key in PRISMA_PARAMS:
             findings.append(
                 Finding(
                     "url-prisma-parameter",
@@ -816,22 +857,26 @@ def _param_findings(
             )
         )
     if driver == "asyncpg":
-        for key in ("sslmode", "channel_binding", "options"):
-            if key in params:
-                fix = {
-                    "sslmode": "SQLAlchemy ≥ 2.0 translates sslmode for asyncpg; with older versions use ?ssl=require",
-                    "channel_binding": "Remove channel_binding from the URL that asyncpg reads",
-                    "options": "Pass server settings via connect_args={'server_settings': {...}}",
-                }[key]
-                findings.append(
-                    Finding(
-                        f"url-asyncpg-{key.replace('_', '-')}",
-                        Severity.WARNING if key == "sslmode" else Severity.ERROR,
-                        f"asyncpg does not take the libpq parameter '{key}': connect() got an unexpected keyword "
-                        f"argument '{key}'",
-                        fix,
-                    )
+        for key in params:
+            if key in ASYNCPG_URL_KEYWORDS:
+                continue
+            fix = {
+                "sslmode": "Write ?ssl=" + (params[key] if params[key] in SSLMODES else "require")
+                + " instead (asyncpg's keyword); for a CA file see `neondoctor url --for sqlalchemy-async`",
+                "sslrootcert": "Pass the CA in code: connect_args={'ssl': ssl.create_default_context(cafile=...)}",
+                "options": "Pass server settings via connect_args={'server_settings': {...}}",
+                "connect_timeout": "Write ?timeout=SECONDS (asyncpg's keyword) instead",
+                "application_name": "Pass connect_args={'server_settings': {'application_name': ...}}",
+            }.get(key, f"Remove {key} from the URL that SQLAlchemy gives asyncpg")
+            findings.append(
+                Finding(
+                    f"url-asyncpg-{key.replace('_', '-')}",
+                    Severity.ERROR,
+                    f"SQLAlchemy passes each URL query parameter to asyncpg.connect() as a keyword, and asyncpg has "
+                    f"no '{key}': connect() got an unexpected keyword argument '{key}' (SQLAlchemy 2.1, asyncpg 0.32)",
+                    fix,
                 )
+            )
     channel_binding = params.get("channel_binding")
     if channel_binding:
         meaning = {

@@ -35,7 +35,7 @@ BOB_PASSWORD = "bobpw123"
 SUPERUSER_PASSWORD = "sup3r-Secret!pw"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WRONG_NAME = "db.wrong.invalid"
-SSL_MODES = ("ca", "selfsigned", "wrongname", "expired")
+SSL_MODES = ("ca", "selfsigned", "wrongname", "expired", "notyet", "nochain")
 MISSING_BINARIES = "PostgreSQL server binaries not found; .ci/run must install them"
 LOCAL_ADMIN_HBA = "local all all trust"
 DEFAULT_HBA = (
@@ -278,17 +278,29 @@ class HarnessCA:
     ca: Any
     path: Path
 
-    def issue(self, directory: Path, names: Sequence[str], *, expired: bool = False) -> tuple[Path, Path]:
-        """Write ``server.crt`` and ``server.key`` for these names into ``directory``."""
-        if expired:
-            now = dt.datetime.now(dt.UTC)
+    def issue(
+        self, directory: Path, names: Sequence[str], *, expired: bool = False, mode: str = "ca"
+    ) -> tuple[Path, Path]:
+        """Write ``server.crt`` and ``server.key`` for these names into ``directory``.
+
+        ``mode`` ``notyet``: valid from tomorrow; ``nochain``: issued by an intermediate CA that the file leaves out.
+        """
+        now = dt.datetime.now(dt.UTC)
+        if expired or mode == "expired":
             leaf = self.ca.issue_cert(
                 *names, not_before=now - dt.timedelta(days=30), not_after=now - dt.timedelta(days=1)
             )
+        elif mode == "notyet":
+            leaf = self.ca.issue_cert(
+                *names, not_before=now + dt.timedelta(days=1), not_after=now + dt.timedelta(days=60)
+            )
+        elif mode == "nochain":
+            leaf = self.ca.create_child_ca().issue_cert(*names)
         else:
             leaf = self.ca.issue_cert(*names)
+        pems = leaf.cert_chain_pems[:1] if mode == "nochain" else leaf.cert_chain_pems
         cert_path, key_path = directory / "server.crt", directory / "server.key"
-        cert_path.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        cert_path.write_bytes(b"".join(blob.bytes() for blob in pems))
         leaf.private_key_pem.write_to_path(str(key_path))
         os.chmod(key_path, 0o600)
         return cert_path, key_path
@@ -614,7 +626,8 @@ def start_cluster(
     """Start a fresh cluster.
 
     ``ssl``: False/None (off), True or ``"ca"`` (signed by the test CA), ``"selfsigned"``,
-    ``"wrongname"`` (CA-signed, SAN only ``db.wrong.invalid``), ``"expired"`` (CA-signed, expired).
+    ``"wrongname"`` (CA-signed, SAN only ``db.wrong.invalid``), ``"expired"`` (CA-signed, expired),
+    ``"notyet"`` (CA-signed, valid from tomorrow), ``"nochain"`` (signed by an intermediate the server does not send).
     ``hba``: host lines after ``local all all trust`` (default: scram from 127.0.0.1 and ::1).
     ``settings``: postgresql.conf overrides. ``users``: extra LOGIN roles, name → password (None: no password).
     ``seed_app``: roles alice/bob and database ``app`` with its tables. ``setup_sql``: run as superuser last.
@@ -687,9 +700,7 @@ def _configure(cluster: PgCluster, mode: str | None, settings: Mapping[str, Any]
         else:
             ca = harness_ca()
             cluster.ca_path = ca.path
-            cert, key = ca.issue(
-                cluster.datadir, [WRONG_NAME] if mode == "wrongname" else names, expired=mode == "expired"
-            )
+            cert, key = ca.issue(cluster.datadir, [WRONG_NAME] if mode == "wrongname" else names, mode=mode)
         user.own(cert, key)
         public = cluster.basedir / "server.crt"
         shutil.copyfile(cert, public)

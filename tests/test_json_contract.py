@@ -14,7 +14,9 @@ from test_check import CLEAN_ENV
 
 from neondoctor.cli import cli
 
-COMMANDS = ["url", "explain", "check", "report", "rules list", "rules show", "rules lint", "rules test"]
+COMMANDS = [
+    "url", "explain", "check", "report", "pool", "drill", "rules list", "rules show", "rules lint", "rules test",
+]
 
 
 def run(*args: str) -> Result:

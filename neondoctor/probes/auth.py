@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from neondoctor.probes.base import CheckContext, ProbeResult, Status
@@ -94,6 +96,16 @@ def _slow_start(ctx: CheckContext, seconds: float) -> ProbeResult:
             details={"total_timeout_s": ctx.options.total_timeout},
             next_step=f"Rerun with a larger --total-timeout; {name} was still waiting when the cap was reached",
         )
+    hangs = _login_hangs(ctx, seconds * 1000)
+    if hangs is not None:
+        return ProbeResult(
+            name,
+            Status.FAIL,
+            f"{host}:{port} did not finish PostgreSQL's start-up within {seconds:.3g} s ({hangs.note})",
+            details={"timeout_s": round(seconds, 2), "layer": "auth", "server_state": hangs.state},
+            next_step=hangs.next_step,
+            exact_next_step=True,
+        )
     return ProbeResult(
         name,
         Status.FAIL,
@@ -169,7 +181,10 @@ def _failure(ctx: CheckContext, raw: str, sqlstate: str | None, elapsed_ms: floa
     matches = explain_failure(text, ctx.options.rules_dirs)
     summary = server_message(text)
     top = matches[0] if matches else {}
-    if top.get("hint"):
+    found = read_evidence(ctx, text, elapsed_ms)
+    if found is not None and found.note:
+        summary += f" ({found.note})"
+    elif top.get("hint"):
         summary += f" ({top['hint']})"
     elif top.get("layer") == "slots":
         summary += " (no connection slot left for this role: a slots problem)"
@@ -178,6 +193,10 @@ def _failure(ctx: CheckContext, raw: str, sqlstate: str | None, elapsed_ms: floa
         details["sqlstate"] = sqlstate
     if top.get("layer"):
         details["layer"] = top["layer"]
+    if found is not None:
+        details["server_state"] = found.state
+        return ProbeResult(name, Status.FAIL, summary, details=details, matches=matches, next_step=found.next_step,
+                           exact_next_step=True)
     return ProbeResult(
         name,
         Status.FAIL,
@@ -186,6 +205,93 @@ def _failure(ctx: CheckContext, raw: str, sqlstate: str | None, elapsed_ms: floa
         matches=matches,
         next_step=None if matches else "Try the same string with psql to see whether the server accepts it",
     )
+
+
+@dataclass
+class Evidence:
+    state: str
+    """standby-no-hot-standby | shutting-down | standby | primary | no-socket | login-hangs"""
+    next_step: str
+    note: str | None = None
+
+
+_NO_RETRY = "retrying will not help"
+
+
+def read_evidence(ctx: CheckContext, text: str, elapsed_ms: float) -> Evidence | None:
+    """What the failure says about the server's state, and the step that follows from it (retry only where it helps)."""
+    lowered = text.lower()
+    if "not accepting connections" in lowered and "hot standby mode is disabled" in lowered:
+        return Evidence(
+            "standby-no-hot-standby",
+            "This server is a standby with hot_standby=off: it replays WAL and admits no sessions at all, so "
+            f"{_NO_RETRY}. Connect to the primary, or set hot_standby = on on this standby and restart it",
+            "a standby with hot_standby=off",
+        )
+    if "the database system is shutting down" in lowered:
+        return Evidence(
+            "shutting-down",
+            "The server is shutting down: a smart shutdown admits no new sessions while it waits for the open "
+            f"ones to end, so {_NO_RETRY} until it is started again. Connect to another server, or ask its admin "
+            "(`pg_ctl status`; `pg_ctl stop -m fast` ends the wait, `pg_ctl start` brings it back)",
+            "shutdown in progress",
+        )
+    attrs = ctx.target.params.get("target_session_attrs") or "any"
+    if "session is read-only" in lowered or "server is in hot standby mode" in lowered:
+        return Evidence(
+            "standby",
+            f"This server is a read-only standby (in recovery) and target_session_attrs={attrs} wants a writable "
+            "primary, so "
+            f"{_NO_RETRY}: point the string at the primary, or list it too (host=primary,standby)",
+            f"a standby, refused by target_session_attrs={attrs}",
+        )
+    if "session is not read-only" in lowered or "server is not in hot standby mode" in lowered:
+        return Evidence(
+            "primary",
+            f"This server is a primary and target_session_attrs={attrs} wants a standby, so {_NO_RETRY}: point the "
+            "string at a standby, or drop target_session_attrs",
+            f"a primary, refused by target_session_attrs={attrs}",
+        )
+    client = _client_certificate(ctx, lowered)
+    if client is not None:
+        return client
+    socket_missing = _SOCKET_MISSING.search(text)
+    if socket_missing:
+        return _no_socket(socket_missing.group("socket"))
+    if "timeout expired" in lowered:
+        return _login_hangs(ctx, elapsed_ms)
+    return None
+
+
+def _client_certificate(ctx: CheckContext, lowered: str) -> Evidence | None:
+    cn = ctx.facts.get("client_cert_cn")
+    user = ctx.target.user
+    if "connection requires a valid client certificate" in lowered:
+        if cn is None:
+            return Evidence(
+                "client-cert-required",
+                "The server requires a client certificate (pg_hba.conf clientcert=verify-ca/verify-full, or cert "
+                "authentication) and this string sends none: add "
+                "sslcert=/path/to/client.crt&sslkey=/path/to/client.key, a certificate signed by the CA in the "
+                f"server's ssl_ca_file, with CN={user or '<user>'}",
+                "no client certificate sent",
+            )
+        return Evidence(
+            "client-cert-rejected",
+            f"The server did not accept the client certificate (CN={cn}): it must be signed by the CA in the server's "
+            "ssl_ca_file; check which CA issued it",
+            "the client certificate was not accepted",
+        )
+    failed = "password authentication failed" in lowered or "certificate authentication failed" in lowered
+    if failed and cn is not None and user and cn != user:
+        return Evidence(
+            "client-cert-other-user",
+            f"The client certificate is for CN={cn}, but you log in as {user}: with clientcert=verify-full (or cert "
+            "authentication) the server compares the two and says only that authentication failed (its log says "
+            f"'CN mismatch'). Use {user}'s certificate, log in as {cn}, or map the names in pg_ident.conf",
+            f"the client certificate is {cn}'s",
+        )
+    return None
 
 
 _AUTH_TYPES = "PostgreSQL's are 0 (ok), 2 (Kerberos), 3 (password), 5 (md5), 7-9 (GSSAPI, SSPI), 10-12 (SASL)"
@@ -250,6 +356,72 @@ def protocol_violation(text: str) -> str | None:
     return None
 
 
+_SOCKET_MISSING = re.compile(r'on socket "(?P<socket>[^"]+)" failed: No such file or directory')
+
+
+def _no_socket(path: str) -> Evidence:
+    directory, _, filename = path.rpartition("/")
+    try:
+        names = os.listdir(directory or "/")
+        others = sorted(n for n in names if n.startswith(".s.PGSQL.") and not n.endswith(".lock"))
+    except FileNotFoundError:
+        return Evidence(
+            "no-socket",
+            f"The directory {directory} does not exist: point host at the directory the server's "
+            "unix_socket_directories names (Debian and Ubuntu: /var/run/postgresql; Homebrew: /tmp)",
+            "no such directory",
+        )
+    except OSError:
+        others = []
+    if others:
+        ports = ", ".join(n.removeprefix(".s.PGSQL.") for n in others)
+        return Evidence(
+            "no-socket",
+            f"No server listens on {filename} in {directory}, but one does on port {ports} there: put that port in "
+            "the string (port=…)",
+            f"a server in {directory} listens on port {ports}",
+        )
+    return Evidence(
+        "no-socket",
+        f"No server has a socket in {directory}: start the server (`pg_ctl start`, `systemctl start postgresql`), "
+        "or point host at the directory its unix_socket_directories names (Debian and Ubuntu: /var/run/postgresql)",
+        f"no server socket in {directory}",
+    )
+
+
+def _login_hangs(ctx: CheckContext, elapsed_ms: float) -> Evidence | None:
+    """TCP (and TLS) answered at once but the login never finished: a proxy or pooler waiting for its server.
+
+    A PostgreSQL server that is starting or recovering answers a login at once with its state; what hangs
+    here is whatever stands between: PgBouncer, Neon's proxy (waking a compute), a TCP proxy.
+    """
+    tcp_ms = ctx.facts.get("tcp_connect_ms")
+    tls_ms = ctx.facts.get("tls_handshake_ms")
+    if not isinstance(tcp_ms, int | float) or tcp_ms > 1000:
+        return None
+    quick = f"TCP answered in {tcp_ms:.0f} ms" + (f" and TLS in {tls_ms:.0f} ms" if isinstance(tls_ms, int | float)
+                                                   else "")
+    waited = f"{elapsed_ms / 1000:.1f} s"
+    if ctx.target.neon or ctx.facts.get("neon"):
+        return Evidence(
+            "login-hangs",
+            f"{quick}, but the login hung for {waited}: Neon's proxy answered and is waiting for the compute "
+            "(waking from scale-to-zero, or unreachable). Retry with a longer --timeout and connect_timeout=15; if it "
+            "persists, check the compute in the Neon console",
+            f"{quick}; the login hung: the proxy is waiting for the compute",
+        )
+    pooler = ctx.target.port == 6432 or "pooler" in (ctx.target.host or "") or "bouncer" in (ctx.target.host or "")
+    what = "the pooler (PgBouncer on port 6432)" if pooler else "usually a pooler or proxy (PgBouncer, a tunnel)"
+    return Evidence(
+        "login-hangs",
+        f"{quick}, but the login did not finish in {waited}: what answers at once and then stalls is {what} that "
+        "cannot reach its database server (a PostgreSQL server answers a login at once, even while starting). "
+        "Check the server behind it (PgBouncer: its log, `SHOW SERVERS;` on the admin console, the [databases] "
+        "host and port), not this string; a larger --timeout helps only if that server is merely slow",
+        f"{quick}; the login hung: a pooler that cannot reach its server?",
+    )
+
+
 def _size(chars: int) -> str:
     for unit, size in (("MB", 1 << 20), ("KB", 1 << 10)):
         if chars >= size:
@@ -309,6 +481,8 @@ def _success(ctx: CheckContext, conn: Any, connect_ms: float, hostaddr: str | No
     if hostaddr:
         details["hostaddr"] = hostaddr
     standby = info.parameter_status("in_hot_standby")
+    if standby is None:
+        standby = _in_recovery(conn)
     if standby is not None:
         details["hot_standby"] = standby == "on"
     ctx.facts["server_version"] = version
@@ -319,6 +493,8 @@ def _success(ctx: CheckContext, conn: Any, connect_ms: float, hostaddr: str | No
     if tls and details.get("tls_version"):
         transport = f"TLS ({details['tls_version']})"
     summary = f"{user} on {info.dbname}, PostgreSQL {version.split()[0]}, {transport}, connected in {connect_ms:.0f} ms"
+    if details.get("hot_standby"):
+        summary += "; a read-only standby (in recovery): writes will fail here"
     neon = bool(ctx.target.neon) or bool(ctx.facts.get("neon"))
     if neon and connect_ms > NEON_WAKE_UP_MS:
         return ProbeResult(
@@ -330,6 +506,17 @@ def _success(ctx: CheckContext, conn: Any, connect_ms: float, hostaddr: str | No
             "scale-to-zero for this compute in the Neon console",
         )
     return ProbeResult(name, Status.PASS, summary, details=details)
+
+
+def _in_recovery(conn: Any) -> str | None:
+    """``on``/``off`` from pg_is_in_recovery() for servers before 14, which do not report in_hot_standby."""
+    if conn.info.server_version >= 140000:
+        return None
+    try:
+        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    except Exception:
+        return None
+    return "on" if row and row[0] else "off"
 
 
 def query(ctx: CheckContext, sql: str, params: Any = None) -> list[tuple[Any, ...]]:

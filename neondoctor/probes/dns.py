@@ -479,4 +479,5 @@ def run(ctx: CheckContext) -> ProbeResult:
         details=ctx.target.redactor.obj(details),
         matches=matches,
         next_step=ctx.target.redactor(focus.next_step) if focus and focus.next_step else None,
+        exact_next_step=bool(focus and focus.next_step),
     )

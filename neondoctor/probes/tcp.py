@@ -101,8 +101,9 @@ def _next_step(attempt: Attempt, ctx: CheckContext) -> str:
         )
     if attempt.outcome == "timeout":
         return (
-            f"Packets to {where} are silently dropped: a firewall, security group or network that blocks outbound "
-            f"port {attempt.address.port}; try from another network or ask your network admin"
+            f"The connection request to {where} got no answer in {attempt.ms / 1000:.1f} s: packets are silently "
+            f"dropped by a firewall, security group or network that blocks port {attempt.address.port} (a server that "
+            "is merely slow or starting still accepts TCP at once); try from another network or ask your network admin"
         )
     if attempt.outcome == "unreachable":
         return (
@@ -112,9 +113,37 @@ def _next_step(attempt: Attempt, ctx: CheckContext) -> str:
     return f"Connecting to {where} failed: {attempt.error}"
 
 
+def _ipv6_only_step(attempt: Attempt, ctx: CheckContext) -> str:
+    """Only IPv6 was tried and refused: a server listening on IPv4 only? For ::1, 127.0.0.1 answers the question."""
+    port = attempt.address.port
+    if attempt.address.ip == "::1":
+        try:
+            probe = connect(Address("ipv4", "127.0.0.1", port), min(1.0, ctx.step_timeout()))
+        except OSError:
+            probe = None
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                probe.close()
+            named = attempt.host != attempt.address.ip
+            lead = "The name resolves only to IPv6 (::1), and the server" if named else "The server"
+            return (
+                lead + f" listens on IPv4 only: 127.0.0.1:{port} accepts, [::1]:{port} refuses. Use "
+                "host=127.0.0.1 (or an A record for the name), or add '::1' (or '*') to the server's listen_addresses "
+                "and restart it"
+            )
+    return (
+        f"The host resolves only to IPv6 and nothing listens on [{attempt.address.ip}]:{port}: if the server listens "
+        "on IPv4 only, add '::' (or '*') to its listen_addresses, or connect to its IPv4 address (hostaddr=...) or "
+        "give the name an A record"
+    )
+
+
 def run(ctx: CheckContext) -> ProbeResult:
     if not ctx.addresses:
         return ProbeResult(name, Status.SKIP, "no TCP address to connect to (Unix socket or nothing resolved)")
+    from neondoctor.probes.tls import warm_up
+
+    warm_up(ctx)
     hosts: dict[tuple[str, int], str] = ctx.facts.get("address_hosts") or {}
     attempts: list[Attempt] = []
     kept: socket.socket | None = None
@@ -128,6 +157,7 @@ def run(ctx: CheckContext) -> ProbeResult:
             kept = sock
             ctx.facts["tcp_socket"] = sock
             ctx.facts["tcp_address"] = address
+            ctx.facts["tcp_connect_ms"] = round(attempt.ms, 1)
         else:
             with contextlib.suppress(OSError):
                 sock.close()
@@ -145,13 +175,18 @@ def run(ctx: CheckContext) -> ProbeResult:
     if not connected:
         worst = min(failed, key=lambda a: _WORST_FIRST.index(a.outcome))
         text = "; ".join(f"{shown(a)} {_describe(a)}" for a in failed)
+        next_step = _next_step(worst, ctx)
+        if worst.outcome == "refused" and all(a.address.family == "ipv6" for a in attempts):
+            text += "; the name gave only IPv6 addresses"
+            next_step = _ipv6_only_step(worst, ctx)
         return ProbeResult(
             name,
             Status.FAIL,
             ctx.target.redactor(f"cannot connect: {text}"),
             details=details,
             matches=explain(ctx, libpq_text(worst)),
-            next_step=_next_step(worst, ctx),
+            next_step=next_step,
+            exact_next_step=worst.outcome in ("refused", "timeout", "unreachable"),
         )
     first_ok = attempts.index(connected[0])
     before = attempts[:first_ok]

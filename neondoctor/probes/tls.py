@@ -1,10 +1,13 @@
 """tls: SSLRequest, a TLS handshake with SNI, the certificate, and what the URL's sslmode makes of it.
 
-The first handshake verifies the chain (against sslrootcert, or the system store when libpq would
-not verify at all) so that a healthy server sees one clean TLS connection closed with close_notify.
-Python decodes a peer certificate only after verifying it, so the certificate is always read from
-its DER bytes by the small reader below; when verification fails, a second handshake without
-verification fetches those bytes. The host name is checked here with libpq's verify-full rules.
+One handshake per check. Where libpq will verify the chain (verify-ca, verify-full, or a root file
+present), OpenSSL verifies it in that handshake exactly as libpq will, and the ssl module decodes the
+leaf: the healthy path imports nothing more. Where libpq verifies nothing, the handshake verifies
+nothing either (a failed verification would send an alert the server logs as an error), and the
+served chain is checked offline with cryptography's verifier against the system's roots, for the
+notes and for a TLS-intercepting proxy. When OpenSSL rejects a chain, a second, unverified handshake
+fetches it and cryptography says why: expired, not yet valid, an intermediate left out, an unknown CA.
+The host name follows libpq's verify-full rules. The whole step ends at one deadline.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ import select
 import socket
 import ssl
 import struct
+import sys
+import threading
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,131 +46,117 @@ ALPN = "postgresql"
 STRONG_MODES = ("require", "verify-ca", "verify-full")
 
 
-# --------------------------------------------------------------------------- DER reader
+# --------------------------------------------------------------------------- certificates (cryptography)
 
-_OID_NAMES = {
-    "2.5.4.3": "CN",
-    "2.5.4.6": "C",
-    "2.5.4.7": "L",
-    "2.5.4.8": "ST",
-    "2.5.4.10": "O",
-    "2.5.4.11": "OU",
-    "2.5.4.5": "serialNumber",
-    "1.2.840.113549.1.9.1": "emailAddress",
-}
-_SAN_OID = "2.5.29.17"
-_STRING_CODECS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1", 0x1E: "utf-16-be", 0x1C: "utf-32-be"}
+_warm: threading.Thread | None = None
 
 
-def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of value, end of value) of the DER element at ``pos``."""
-    if pos + 2 > len(data):
-        raise ValueError("truncated DER")
-    tag, length = data[pos], data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if not 0 < count <= 4 or pos + count > len(data):
-            raise ValueError("bad DER length")
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    if pos + length > len(data):
-        raise ValueError("truncated DER")
-    return tag, pos, pos + length
+def warm_up(ctx: CheckContext) -> None:
+    """Import cryptography's X.509 modules in the background while the network steps wait on the server.
+
+    Only where the check will need them on a healthy path: libpq verifies nothing (the chain is checked
+    offline) or a client certificate is to be read. The import costs ~35 ms of a ~200 ms check; started
+    before TCP connects, part of it hides behind the round trips. Later imports wait for it.
+    """
+    global _warm
+    mode = ctx.target.sslmode
+    if mode in ("disable", *VERIFY_MODES) and client_files(ctx)[0] is None:
+        return
+    if _warm is None and "cryptography.x509.verification" not in sys.modules:
+        _warm = threading.Thread(target=_import_cryptography, name="tls-warm-up", daemon=True)
+        _warm.start()
 
 
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    items = []
-    while start < end:
-        tag, value_start, value_end = _tlv(data, start)
-        items.append((tag, value_start, value_end))
-        start = value_end
-    return items
+def _import_cryptography() -> None:
+    with contextlib.suppress(ImportError):
+        import cryptography.x509.verification  # noqa: F401
+
+_NAME_KEYS = {"2.5.4.5": "serialNumber", "1.2.840.113549.1.9.1": "emailAddress"}
 
 
-def _oid(raw: bytes) -> str:
-    if not raw:
-        raise ValueError("empty OID")
-    parts = [min(raw[0] // 40, 2), raw[0] - 40 * min(raw[0] // 40, 2)]
-    value = 0
-    for byte in raw[1:]:
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            parts.append(value)
-            value = 0
-    return ".".join(str(p) for p in parts)
+def _load_der(der: bytes) -> Any:
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der)
 
 
-def _name(data: bytes, start: int, end: int) -> list[tuple[str, str]]:
+def _name_pairs(name: Any) -> list[tuple[str, str]]:
     pairs = []
-    for _set_tag, set_start, set_end in _children(data, start, end):
-        for _seq_tag, seq_start, seq_end in _children(data, set_start, set_end):
-            (_, oid_start, oid_end), (value_tag, value_start, value_end) = _children(data, seq_start, seq_end)[:2]
-            oid = _oid(data[oid_start:oid_end])
-            codec = _STRING_CODECS.get(value_tag, "latin-1")
-            pairs.append((_OID_NAMES.get(oid, oid), data[value_start:value_end].decode(codec, "replace")))
+    for attribute in name:
+        key = _NAME_KEYS.get(attribute.oid.dotted_string) or attribute.rfc4514_attribute_name
+        value = attribute.value if isinstance(attribute.value, str) else attribute.value.decode("latin-1")
+        pairs.append((key, value))
     return pairs
 
 
-def _time(data: bytes, tag: int, start: int, end: int) -> dt.datetime:
-    text = data[start:end].decode("ascii")
-    if tag == 0x17:
-        year = int(text[:2])
-        text = str(2000 + year if year < 50 else 1900 + year) + text[2:]
-    return dt.datetime.strptime(text.rstrip("Z")[:14], "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
+def _san(cert: Any) -> list[str]:
+    from cryptography import x509
 
-
-def _san(data: bytes) -> list[str]:
-    _, start, end = _tlv(data, 0)
-    names = []
-    for tag, value_start, value_end in _children(data, start, end):
-        raw = data[value_start:value_end]
-        if tag == 0x82:
-            names.append("DNS:" + raw.decode("ascii", "replace"))
-        elif tag == 0x87 and len(raw) in (4, 16):
-            names.append("IP:" + str(ipaddress.ip_address(raw)))
-        elif tag == 0x81:
-            names.append("email:" + raw.decode("ascii", "replace"))
-        elif tag == 0x86:
-            names.append("URI:" + raw.decode("ascii", "replace"))
-    return names
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    kinds = ((x509.DNSName, "DNS"), (x509.IPAddress, "IP"), (x509.RFC822Name, "email"),
+             (x509.UniformResourceIdentifier, "URI"))
+    return [f"{label}:{entry.value}" for entry in names for kind, label in kinds if isinstance(entry, kind)]
 
 
 def read_certificate(der: bytes, now: dt.datetime | None = None) -> dict[str, Any]:
-    """Subject, issuer, SAN and validity of an X.509 certificate, from its DER bytes."""
-    _, cert_start, _ = _tlv(der, 0)
-    _, tbs_start, tbs_end = _tlv(der, cert_start)
-    fields = _children(der, tbs_start, tbs_end)
-    if fields and fields[0][0] == 0xA0:
-        fields = fields[1:]
-    if len(fields) < 6:
-        raise ValueError("not an X.509 certificate")
-    _serial, _algorithm, issuer, validity, subject, _key, *optional = fields
-    (nb_tag, nb_start, nb_end), (na_tag, na_start, na_end) = _children(der, validity[1], validity[2])[:2]
-    not_before = _time(der, nb_tag, nb_start, nb_end)
-    not_after = _time(der, na_tag, na_start, na_end)
-    san: list[str] = []
-    for tag, start, _ in optional:
-        if tag != 0xA3:
-            continue
-        _, seq_start, seq_end = _tlv(der, start)
-        for _ext_tag, ext_start, ext_end in _children(der, seq_start, seq_end):
-            parts = _children(der, ext_start, ext_end)
-            if _oid(der[parts[0][1] : parts[0][2]]) == _SAN_OID:
-                san = _san(der[parts[-1][1] : parts[-1][2]])
-    subject_pairs = _name(der, subject[1], subject[2])
-    issuer_pairs = _name(der, issuer[1], issuer[2])
+    """Subject, issuer, SAN and validity of an X.509 certificate, from its DER bytes (ValueError if it is none)."""
+    cert = _load_der(der)
+    return describe_certificate(cert, now)
+
+
+_STDLIB_NAMES = {"commonName": "CN", "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST",
+                 "organizationName": "O", "organizationalUnitName": "OU"}
+
+
+def stdlib_certificate(peer: dict[str, Any], now: dt.datetime | None = None) -> dict[str, Any]:
+    """The same fields from the ssl module's decoding of a verified peer (no cryptography import on that path)."""
+
+    def pairs(rdns: Any) -> list[tuple[str, str]]:
+        return [(_STDLIB_NAMES.get(key, key), value) for rdn in rdns for key, value in rdn]
+
+    san = []
+    for kind, value in peer.get("subjectAltName", ()):
+        if kind == "DNS":
+            san.append(f"DNS:{value}")
+        elif kind == "IP Address":
+            san.append(f"IP:{ipaddress.ip_address(value.strip())}")
+        elif kind in ("email", "URI"):
+            san.append(f"{kind}:{value}")
+    subject, issuer = pairs(peer.get("subject", ())), pairs(peer.get("issuer", ()))
+    not_before = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(peer["notBefore"]), dt.UTC)
+    not_after = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(peer["notAfter"]), dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
+    return {
+        "subject": ", ".join(f"{k}={v}" for k, v in subject),
+        "subject_cn": next((v for k, v in subject if k == "CN"), None),
+        "issuer": ", ".join(f"{k}={v}" for k, v in issuer),
+        "issuer_cn": next((v for k, v in issuer if k == "CN"), None),
+        "san": san,
+        "not_before": not_before.isoformat(),
+        "not_after": not_after.isoformat(),
+        "days_left": int((not_after - now).total_seconds() / 86400),
+        "self_signed": subject == issuer,
+    }
+
+
+def describe_certificate(cert: Any, now: dt.datetime | None = None) -> dict[str, Any]:
+    subject_pairs = _name_pairs(cert.subject)
+    issuer_pairs = _name_pairs(cert.issuer)
+    not_after = cert.not_valid_after_utc
     now = now or dt.datetime.now(dt.UTC)
     return {
         "subject": ", ".join(f"{k}={v}" for k, v in subject_pairs),
         "subject_cn": next((v for k, v in subject_pairs if k == "CN"), None),
         "issuer": ", ".join(f"{k}={v}" for k, v in issuer_pairs),
         "issuer_cn": next((v for k, v in issuer_pairs if k == "CN"), None),
-        "san": san,
-        "not_before": not_before.isoformat(),
+        "san": _san(cert),
+        "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": not_after.isoformat(),
         "days_left": int((not_after - now).total_seconds() / 86400),
-        "self_signed": der[subject[1] : subject[2]] == der[issuer[1] : issuer[2]],
+        "self_signed": cert.subject == cert.issuer,
     }
 
 
@@ -265,29 +258,180 @@ def find_roots(ctx: CheckContext) -> Roots:
     return roots
 
 
-def _client_context() -> ssl.SSLContext:
-    """What libpq >= 17 offers: TLS 1.2 or newer, ALPN ``postgresql``; verification is set by the caller."""
+_TLS_VERSIONS = {
+    "tlsv1": ssl.TLSVersion.TLSv1,
+    "tlsv1.1": ssl.TLSVersion.TLSv1_1,
+    "tlsv1.2": ssl.TLSVersion.TLSv1_2,
+    "tlsv1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+
+def tls_versions(params: dict[str, str]) -> tuple[str, str | None]:
+    """The client's ssl_min_protocol_version (libpq's default TLSv1.2) and ssl_max_protocol_version."""
+    low = params.get("ssl_min_protocol_version") or "TLSv1.2"
+    high = params.get("ssl_max_protocol_version") or None
+    return low, high
+
+
+def _client_context(params: dict[str, str], roots: Roots | None = None) -> ssl.SSLContext:
+    """What libpq offers: its TLS versions, ALPN ``postgresql``; with ``roots``, OpenSSL verifies the chain as
+    libpq will (the host name is checked by :func:`hostname_matches`), else nothing is verified here."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_alpn_protocols([ALPN])
     context.check_hostname = False
-    return context
-
-
-def _verifying_context(roots: Roots) -> ssl.SSLContext:
-    context = _client_context()
-    context.verify_mode = ssl.CERT_REQUIRED
-    if roots.usable and not roots.system:
-        context.load_verify_locations(cafile=roots.path)
-    else:
+    if roots is None:
+        context.verify_mode = ssl.CERT_NONE
+    elif roots.system:
         context.load_default_certs()
+    else:
+        context.load_verify_locations(cafile=roots.path)
+    low, high = tls_versions(params)
+    with contextlib.suppress(ValueError, KeyError):
+        context.minimum_version = _TLS_VERSIONS[low.lower()]
+    if high:
+        with contextlib.suppress(ValueError, KeyError):
+            context.maximum_version = _TLS_VERSIONS[high.lower()]
+    context.set_alpn_protocols([ALPN])
     return context
 
 
-def _plain_context() -> ssl.SSLContext:
-    context = _client_context()
-    context.verify_mode = ssl.CERT_NONE
-    return context
+def _system_roots_file() -> str | None:
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def load_roots(roots: Roots) -> list[Any]:
+    """The root certificates libpq would trust for this string (sslrootcert, else the system's)."""
+    from cryptography import x509
+
+    path = roots.path if roots.usable and not roots.system else _system_roots_file()
+    if path is None:
+        return []
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return []
+    end = b"-----END CERTIFICATE-----"
+    certs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for block in data.split(end)[:-1]:
+            with contextlib.suppress(ValueError):
+                certs.append(x509.load_pem_x509_certificate(block + end))
+    return certs
+
+
+@dataclass
+class ChainCheck:
+    ok: bool
+    error: str | None = None
+    """OpenSSL's words for the first problem, as libpq would print them after 'certificate verify failed'."""
+    problem: str | None = None
+    """expired | not-yet-valid | issuer-expired | incomplete-chain | unknown-ca | self-signed | no-roots"""
+    served: int = 0
+    """How many certificates the server sent (the leaf and the intermediates it serves with it)."""
+
+
+def verify_chain(chain: list[bytes], roots: list[Any], now: dt.datetime | None = None) -> ChainCheck:
+    """Check the served chain against the roots offline, the way OpenSSL would (not the host name: see below).
+
+    cryptography's verifier builds the path; its extension policy is relaxed to OpenSSL's (CA certificates
+    need basicConstraints, a leaf may lack SAN or EKU) so that private CAs libpq accepts pass here too. The
+    host name follows libpq's own rules (a CN when there is no SAN), in :func:`hostname_matches`.
+    """
+    from cryptography import x509
+    from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
+
+    now = now or dt.datetime.now(dt.UTC)
+    if not chain:
+        return ChainCheck(False, "no certificate", "unknown-ca")
+    certs = [_load_der(der) for der in chain]
+    leaf, served = certs[0], certs[1:]
+    if not roots:
+        return ChainCheck(False, "unable to get local issuer certificate", "no-roots", len(certs))
+    ca_policy = ExtensionPolicy.permit_all().require_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)
+
+    def attempt(when: dt.datetime) -> bool:
+        builder = PolicyBuilder().store(Store(roots)).time(when)
+        builder = builder.extension_policies(ca_policy=ca_policy, ee_policy=ExtensionPolicy.permit_all())
+        try:
+            builder.build_client_verifier().verify(leaf, served)
+        except Exception:
+            return False
+        return True
+
+    if attempt(now):
+        return ChainCheck(True, served=len(certs))
+    if leaf.not_valid_after_utc < now:
+        return ChainCheck(False, "certificate has expired", "expired", len(certs))
+    if leaf.not_valid_before_utc > now:
+        return ChainCheck(False, "certificate is not yet valid", "not-yet-valid", len(certs))
+    for cert in served:
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            return ChainCheck(False, "certificate has expired", "issuer-expired", len(certs))
+    if leaf.subject == leaf.issuer and not served:
+        return ChainCheck(False, "self-signed certificate", "self-signed", len(certs))
+    last = certs[-1]
+    if last.subject == last.issuer:
+        return ChainCheck(False, "self-signed certificate in certificate chain", "unknown-ca", len(certs))
+    if not served:
+        return ChainCheck(False, "unable to get local issuer certificate", "incomplete-chain", len(certs))
+    return ChainCheck(False, "unable to get local issuer certificate", "unknown-ca", len(certs))
+
+
+# --------------------------------------------------------------------------- client certificate (libpq rules)
+
+
+def client_files(ctx: CheckContext) -> tuple[str | None, str | None]:
+    """The client certificate and key libpq would send: sslcert/sslkey, else ~/.postgresql/postgresql.{crt,key}."""
+    params = ctx.target.params
+    cert = params.get("sslcert") or os.environ.get("PGSSLCERT") or str(Path.home() / ".postgresql" / "postgresql.crt")
+    key = params.get("sslkey") or os.environ.get("PGSSLKEY") or str(Path.home() / ".postgresql" / "postgresql.key")
+    return (cert if os.path.isfile(cert) else None), (key if os.path.isfile(key) else None)
+
+
+def key_permission_problem(path: str) -> str | None:
+    """libpq's own check (fe-secure-openssl.c): 0600 or less if the user owns the key, 0640 or less if root does."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+        return f"{oct(info.st_mode & 0o777)[2:]}, owned by you"
+    if info.st_uid == 0 and info.st_uid != os.geteuid() and info.st_mode & 0o037:
+        return f"{oct(info.st_mode & 0o777)[2:]}, owned by root"
+    return None
+
+
+def inspect_client_certificate(ctx: CheckContext, details: dict[str, Any]) -> _Verdict | None:
+    cert_path, key_path = client_files(ctx)
+    if cert_path is None:
+        return None
+    info: dict[str, Any] = {"path": cert_path, "key": key_path}
+    details["client_certificate"] = info
+    try:
+        from cryptography import x509
+
+        cert = describe_certificate(x509.load_pem_x509_certificate(Path(cert_path).read_bytes()))
+    except (OSError, ValueError) as exc:
+        info["error"] = str(exc)
+        cert = None
+    if cert is not None:
+        info.update(subject=cert["subject"], cn=cert["subject_cn"], days_left=cert["days_left"])
+        ctx.facts["client_cert_cn"] = cert["subject_cn"]
+    if key_path is not None and (problem := key_permission_problem(key_path)):
+        info["key_mode"] = problem
+        return _Verdict(
+            Status.FAIL,
+            f"libpq refuses the client key {key_path}: others can read it (mode {problem})",
+            f"chmod 0600 {key_path} (libpq sends no key that others can read: 0600 if you own it, 0640 if root does)",
+            f'private key file "{key_path}" has group or world access; file must have permissions u=rw (0600) or '
+            "less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root",
+            exact=True,
+        )
+    return None
 
 
 # --------------------------------------------------------------------------- wire
@@ -301,17 +445,29 @@ class Reply:
     error: dict[str, str] = field(default_factory=dict)
 
 
-def _read_error(sock: socket.socket, first: bytes) -> dict[str, str]:
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the step's deadline passed")
+    return left
+
+
+def _recv(sock: socket.socket, size: int, deadline: float) -> bytes:
+    sock.settimeout(_left(deadline))
+    return sock.recv(size)
+
+
+def _read_error(sock: socket.socket, first: bytes, deadline: float) -> dict[str, str]:
     data = first
     while len(data) < 5:
-        chunk = sock.recv(5 - len(data))
+        chunk = _recv(sock, 5 - len(data), deadline)
         if not chunk:
             return {}
         data += chunk
     (length,) = struct.unpack("!I", data[1:5])
     body = data[5:]
     while len(body) < min(length - 4, 65536):
-        chunk = sock.recv(min(length - 4, 65536) - len(body))
+        chunk = _recv(sock, min(length - 4, 65536) - len(body), deadline)
         if not chunk:
             break
         body += chunk
@@ -322,16 +478,16 @@ def _read_error(sock: socket.socket, first: bytes) -> dict[str, str]:
     return fields
 
 
-def negotiate(sock: socket.socket, timeout: float) -> Reply:
-    """Send the SSLRequest and read the server's one-byte answer (or whatever else it says)."""
-    sock.settimeout(timeout)
+def negotiate(sock: socket.socket, deadline: float) -> Reply:
+    """Send the SSLRequest and read the server's one-byte answer (or whatever else it says), by the deadline."""
     try:
         readable, _, _ = select.select([sock], [], [], 0)
         if readable:
-            early = sock.recv(_PEEK_BYTES, socket.MSG_PEEK)
+            early = _recv(sock, _PEEK_BYTES, deadline)
             return Reply("spoke-first", early) if early else Reply("eof")
+        sock.settimeout(_left(deadline))
         sock.sendall(SSL_REQUEST)
-        answer = sock.recv(1)
+        answer = _recv(sock, 1, deadline)
     except TimeoutError:
         return Reply("timeout")
     except (ConnectionResetError, BrokenPipeError):
@@ -343,39 +499,78 @@ def negotiate(sock: socket.socket, timeout: float) -> Reply:
         more = sock.recv(_PEEK_BYTES, socket.MSG_PEEK) if readable else b""
         return Reply("garbage", answer + more) if more else Reply(answer.decode())
     if answer == b"E":
-        with contextlib.suppress(OSError, struct.error):
-            return Reply("E", answer, _read_error(sock, answer))
-        return Reply("garbage", answer)
-    sock.settimeout(0.2)
+        try:
+            return Reply("E", answer, _read_error(sock, answer, deadline))
+        except TimeoutError:
+            return Reply("timeout", answer)
+        except (OSError, struct.error):
+            return Reply("garbage", answer)
     with contextlib.suppress(OSError):
-        answer += sock.recv(_PEEK_BYTES)
+        answer += _recv(sock, _PEEK_BYTES, min(deadline, time.monotonic() + 0.2))
     return Reply("garbage", answer)
 
 
 @dataclass
 class Handshake:
     ok: bool
-    der: bytes | None = None
+    chain: list[bytes] = field(default_factory=list)
+    """The certificates the server sent, leaf first, as DER."""
     protocol: str | None = None
     cipher: str | None = None
     bits: int | None = None
     alpn: str | None = None
-    verify_error: str | None = None
     error: str | None = None
+    alert: str | None = None
+    """OpenSSL's reason for a failed handshake, e.g. ``tlsv1 alert protocol version``."""
+    verify_error: str | None = None
+    """OpenSSL's words when a verifying handshake rejected the chain, e.g. ``certificate has expired``."""
+    peer: dict[str, Any] = field(default_factory=dict)
+    """The leaf as the ssl module decodes it after a verifying handshake (empty otherwise)."""
     timed_out: bool = False
     clean_close: bool = False
 
+    @property
+    def der(self) -> bytes | None:
+        return self.chain[0] if self.chain else None
 
-def handshake(sock: socket.socket, context: ssl.SSLContext, sni: str | None, timeout: float) -> Handshake:
-    """TLS on an accepted SSLRequest; the socket is closed afterwards, with close_notify when possible."""
-    sock.settimeout(timeout)
+
+def _served_chain(tls: ssl.SSLSocket) -> list[bytes]:
+    """Every certificate the server sent. Python 3.13 has ``get_unverified_chain()``; 3.10-3.12 hold the same
+    method on the private ``_sslobj``. Without either, only the leaf."""
+    getter = getattr(tls, "get_unverified_chain", None) or getattr(
+        getattr(tls, "_sslobj", None), "get_unverified_chain", None
+    )
+    if getter is not None:
+        with contextlib.suppress(Exception):
+            chain = getter() or []
+            return [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in chain]  # type: ignore[attr-defined]
+    leaf = tls.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+def _drive(tls: ssl.SSLSocket, operation: Any, deadline: float) -> Any:
+    """Run a non-blocking TLS operation to its end or to the deadline, whatever the peer trickles."""
+    while True:
+        try:
+            return operation()
+        except ssl.SSLWantReadError:
+            ready = select.select([tls], [], [], max(0.0, deadline - time.monotonic()))[0]
+        except ssl.SSLWantWriteError:
+            ready = select.select([], [tls], [], max(0.0, deadline - time.monotonic()))[1]
+        if not ready:
+            raise TimeoutError("the TLS handshake timed out")
+
+
+def handshake(sock: socket.socket, context: ssl.SSLContext, sni: str | None, deadline: float) -> Handshake:
+    """TLS on an accepted SSLRequest, ended by the deadline; the socket is closed afterwards, with close_notify."""
+    sock.setblocking(False)
     try:
         tls = context.wrap_socket(sock, server_hostname=sni, do_handshake_on_connect=False)
     except (ssl.SSLError, OSError, ValueError) as exc:
         _close(sock)
         return Handshake(False, error=str(exc))
     try:
-        tls.do_handshake()
+        _drive(tls, tls.do_handshake, deadline)
     except ssl.SSLCertVerificationError as exc:
         _close(tls)
         return Handshake(False, verify_error=exc.verify_message or exc.reason or str(exc))
@@ -384,18 +579,20 @@ def handshake(sock: socket.socket, context: ssl.SSLContext, sni: str | None, tim
         return Handshake(False, error="the TLS handshake timed out", timed_out=True)
     except (ssl.SSLError, OSError) as exc:
         _close(tls)
-        return Handshake(False, error=_ssl_error_text(exc))
+        reason = getattr(exc, "reason", None)
+        return Handshake(False, error=_ssl_error_text(exc), alert=reason.lower().replace("_", " ") if reason else None)
     cipher = tls.cipher()
     result = Handshake(
         True,
-        der=tls.getpeercert(binary_form=True),
+        chain=_served_chain(tls),
         protocol=tls.version(),
         cipher=cipher[0] if cipher else None,
         bits=cipher[2] if cipher else None,
         alpn=tls.selected_alpn_protocol(),
+        peer=tls.getpeercert() or {},
     )
     try:
-        tls.unwrap().close()
+        _drive(tls, tls.unwrap, min(deadline, time.monotonic() + 1.0)).close()
         result.clean_close = True
     except (ssl.SSLError, OSError, ValueError):
         _close(tls)
@@ -429,6 +626,8 @@ class _Verdict:
     next_step: str | None = None
     failure_text: str | None = None
     notes: list[str] = field(default_factory=list)
+    exact: bool = False
+    """The next step follows from what was measured (dates, chain, versions, timing) and beats a rule's fix."""
 
 
 def _where(host: str, address: Address) -> str:
@@ -493,64 +692,47 @@ def run(ctx: CheckContext) -> ProbeResult:
         )
 
     timeout = ctx.step_timeout()
+    deadline = time.monotonic() + timeout
     details["timeout_s"] = round(timeout, 2)
     direct = ctx.target.params.get("sslnegotiation") == "direct"
     details["negotiation"] = "direct" if direct else "postgres"
+    details["connections"] = connections
     if direct and mode not in STRONG_MODES:
         _close(sock)
-        details["connections"] = connections
         return _result(ctx, _weak_direct(mode), details)
-    reply = Reply("S") if direct else negotiate(sock, timeout)
+    reply = Reply("S") if direct else negotiate(sock, deadline)
     details["server_answer"] = "direct TLS" if direct else reply.kind
+    details["tcp_connect_ms"] = ctx.facts.get("tcp_connect_ms")
     if reply.kind != "S":
         _close(sock)
-        details["connections"] = connections
         return _result(ctx, _not_tls(ctx, reply, mode, host, address, details), details)
 
     ctx.facts["tls_supported"] = True
-    first = handshake(sock, _verifying_context(roots), sni, ctx.step_timeout())
-    cert_source = first
-    if not first.ok and first.verify_error is not None and not ctx.facts.get("abandoned"):
-        try:
-            second_sock = fresh()
-        except OSError:
-            second_sock = None
-        if second_sock is not None:
-            if direct or negotiate(second_sock, ctx.step_timeout()).kind == "S":
-                cert_source = handshake(second_sock, _plain_context(), sni, ctx.step_timeout())
-            else:
-                _close(second_sock)
-    details["connections"] = connections
+    started = time.monotonic()
+    verifying = roots.usable and mode not in ("disable", "allow")
+    first = handshake(sock, _client_context(ctx.target.params, roots if verifying else None), sni, deadline)
+    details["handshake_ms"] = round((time.monotonic() - started) * 1000, 1)
+    ctx.facts["tls_handshake_ms"] = details["handshake_ms"]
     prefix = f"connection to server at {_where(host, address)}, port {address.port} failed: "
-    if not first.ok and first.verify_error is None:
-        text = first.error or "TLS handshake failed"
-        if direct:
-            summary = (
-                f"direct TLS (sslnegotiation=direct) with {details['address']} failed: {text}; the server does not "
-                "take TLS straight away (PostgreSQL 17 or newer does)"
-            )
-            next_step = "Remove sslnegotiation=direct (the default, sslnegotiation=postgres, works with every server)"
-        else:
-            summary = f"the TLS handshake with {details['address']} failed: {text}"
-            next_step = (
-                "The server accepted the SSLRequest but not the handshake: check its ssl settings "
-                "(ssl_min_protocol_version, certificate files) or a middlebox on the path"
-            )
-        failure = prefix + ("timeout expired" if first.timed_out else text)
-        if mode in ("prefer", "allow") and not direct:
-            summary += f"; with sslmode={mode} libpq then retries without TLS (plain text)"
-            return _result(ctx, _Verdict(Status.WARN, summary, next_step, failure), details)
-        return _result(ctx, _Verdict(Status.FAIL, summary, next_step, failure), details)
+    source = first
+    if first.verify_error is not None and not ctx.facts.get("abandoned"):
+        source = _fetch_chain(ctx, address, direct, sni, deadline)
+        details["connections"] = connections = connections + 1
+    if not source.ok:
+        if first.verify_error is not None:
+            source = Handshake(False, error=f"SSL error: certificate verify failed ({first.verify_error})")
+        return _result(ctx, _handshake_failed(ctx, source, mode, direct, prefix, details), details)
     details.update(
         {
-            "protocol": cert_source.protocol,
-            "cipher": cert_source.cipher,
-            "cipher_bits": cert_source.bits,
-            "alpn": cert_source.alpn,
-            "closed_with_close_notify": first.clean_close if first.ok else cert_source.clean_close,
+            "protocol": source.protocol,
+            "cipher": source.cipher,
+            "cipher_bits": source.bits,
+            "alpn": source.alpn,
+            "closed_with_close_notify": source.clean_close,
+            "chain_length": len(source.chain),
         }
     )
-    if direct and cert_source.der and cert_source.alpn != ALPN:
+    if direct and source.der and source.alpn != ALPN:
         return _result(
             ctx,
             _Verdict(
@@ -561,17 +743,51 @@ def run(ctx: CheckContext) -> ProbeResult:
             ),
             details,
         )
-    ctx.facts["tls_version"] = cert_source.protocol
-    ctx.facts["tls_cipher"] = cert_source.cipher
+    ctx.facts["tls_version"] = source.protocol
+    ctx.facts["tls_cipher"] = source.cipher
     cert: dict[str, Any] | None = None
-    if cert_source.der:
-        try:
-            cert = read_certificate(cert_source.der)
-        except (ValueError, IndexError, UnicodeError) as exc:
-            details["certificate_error"] = f"could not decode the certificate: {exc}"
+    try:
+        if source.peer:
+            cert = stdlib_certificate(source.peer)
+        elif source.der:
+            cert = read_certificate(source.der)
+    except (ValueError, KeyError) as exc:
+        details["certificate_error"] = f"could not decode the certificate: {exc}"
     details["certificate"] = cert
-    verdict = _judge(ctx, mode, roots, first, cert, host, sni, details)
+    if verifying and first.ok:
+        check = ChainCheck(True, served=len(first.chain))
+    else:
+        try:
+            check = verify_chain(source.chain, load_roots(roots)) if cert else ChainCheck(False, "no certificate")
+        except ValueError as exc:
+            check = ChainCheck(False, f"could not decode the chain: {exc}", "unknown-ca")
+        if first.verify_error is not None:
+            check.ok = False
+            check.error = first.verify_error
+    verdict = _judge(ctx, mode, roots, check, cert, host, sni, details)
+    if mode != "disable" and verdict.status is not Status.FAIL:
+        client = inspect_client_certificate(ctx, details)
+        if client is not None:
+            verdict = client
+        elif ctx.target.user and ctx.facts.get("client_cert_cn") not in (None, ctx.target.user):
+            verdict.notes.append(
+                f"the client certificate is for CN={ctx.facts['client_cert_cn']}, not the user "
+                f"{ctx.target.user}: a server with clientcert=verify-full or cert authentication "
+                "refuses it unless pg_ident.conf maps the names"
+            )
     return _result(ctx, verdict, details)
+
+
+def _fetch_chain(ctx: CheckContext, address: Address, direct: bool, sni: str | None, deadline: float) -> Handshake:
+    """OpenSSL rejected the chain as libpq will: fetch it without verification, once, to say why."""
+    try:
+        sock = connect(address, max(0.05, deadline - time.monotonic()))
+    except OSError as exc:
+        return Handshake(False, error=str(exc))
+    if not direct and negotiate(sock, deadline).kind != "S":
+        _close(sock)
+        return Handshake(False, error="the server did not accept TLS a second time")
+    return handshake(sock, _client_context(ctx.target.params), sni, deadline)
 
 
 def _result(ctx: CheckContext, verdict: _Verdict, details: dict[str, Any]) -> ProbeResult:
@@ -587,7 +803,58 @@ def _result(ctx: CheckContext, verdict: _Verdict, details: dict[str, Any]) -> Pr
         details=redactor.obj(details),
         matches=matches,
         next_step=redactor(verdict.next_step) if verdict.next_step else None,
+        exact_next_step=verdict.exact,
     )
+
+
+_VERSION_ALERTS = ("protocol version", "unsupported protocol", "no protocols available", "wrong version number")
+
+
+def _handshake_failed(
+    ctx: CheckContext, first: Handshake, mode: str, direct: bool, prefix: str, details: dict[str, Any]
+) -> _Verdict:
+    text = first.error or "TLS handshake failed"
+    exact = False
+    if first.timed_out:
+        summary = (
+            f"the server accepted the SSLRequest but the TLS handshake did not finish within {details['timeout_s']:g} s"
+        )
+        next_step = (
+            "The server (or something in front of it) answers the SSLRequest and then stalls: a middlebox that "
+            "holds TLS, or an overloaded server; check from another network, then the server's load"
+        )
+        exact = True
+    elif direct:
+        summary = (
+            f"direct TLS (sslnegotiation=direct) with {details['address']} failed: {text}; the server does not "
+            "take TLS straight away (PostgreSQL 17 or newer does)"
+        )
+        next_step = "Remove sslnegotiation=direct (the default, sslnegotiation=postgres, works with every server)"
+        exact = True
+    elif first.alert and any(word in first.alert for word in _VERSION_ALERTS):
+        low, high = tls_versions(ctx.target.params)
+        wanted = f"{low} or newer" if not high else f"only {low}" if low.lower() == high.lower() else f"{low} to {high}"
+        summary = (
+            f"the TLS handshake failed ({first.alert}): this client allows {wanted}, and the server offers none of "
+            "those versions"
+        )
+        next_step = (
+            f"Make the TLS versions overlap: lower ssl_min_protocol_version (now {low}) in the connection string, or "
+            "set the server's ssl_min_protocol_version/ssl_max_protocol_version to include it"
+        )
+        details["client_tls_versions"] = wanted
+        exact = True
+    else:
+        summary = f"the TLS handshake with {details['address']} failed: {text}"
+        next_step = (
+            "The server accepted the SSLRequest but not the handshake: check its ssl settings "
+            "(ssl_min_protocol_version, certificate files) or a middlebox on the path"
+        )
+    failure = prefix + ("timeout expired" if first.timed_out else text)
+    if mode in ("prefer", "allow") and not direct:
+        summary += f"; with sslmode={mode} libpq then retries without TLS (plain text)"
+        return _Verdict(Status.WARN, summary, next_step, failure, exact=exact)
+    return _Verdict(Status.FAIL, summary, next_step, failure, exact=exact)
 
 
 def _not_tls(
@@ -603,6 +870,16 @@ def _not_tls(
                 f"{where} answered 'N' (no TLS), but Neon always speaks TLS: this is not Neon's proxy",
                 "Check the host and port; something between you and Neon intercepts the connection",
                 NEON_INSECURE_TEXT,
+            )
+        if ctx.target.params.get("channel_binding") == "require":
+            return _Verdict(
+                Status.FAIL,
+                "the server does not support TLS (it answered 'N' to the SSLRequest), and channel_binding=require "
+                "needs TLS: SCRAM channel binding is bound to the TLS session",
+                "Turn TLS on in the server (ssl = on with a certificate), or drop channel_binding=require for this "
+                "server; a Neon string keeps both sslmode=require and channel_binding=require",
+                "channel binding required, but SSL not in use",
+                exact=True,
             )
         if mode in ("require", *VERIFY_MODES):
             return _Verdict(
@@ -625,13 +902,28 @@ def _not_tls(
             "the server does not offer TLS, and sslmode=disable does not ask for it (plain text)",
             notes=["sslmode=disable: fine on a trusted network or a Unix socket, unwise anywhere else"],
         )
-    if reply.kind == "timeout":
+    if reply.kind == "timeout" and reply.data:
         return _Verdict(
             Status.FAIL,
-            f"{where} accepted the connection but did not answer the SSLRequest within {details['timeout_s']:g} s",
-            "Something accepts TCP on that port but does not speak PostgreSQL (a stuck server, a proxy, a "
-            "firewall that holds connections): check the port and the server's state",
+            f"{where} began an error reply to the SSLRequest but did not finish it within {details['timeout_s']:g} s "
+            "(it trickles its bytes)",
+            "Something on that port answers far too slowly to be a healthy PostgreSQL server or proxy: check what "
+            "listens there and its load",
             prefix + "timeout expired",
+            exact=True,
+        )
+    if reply.kind == "timeout":
+        tcp_ms = ctx.facts.get("tcp_connect_ms")
+        accepted = f"accepted TCP in {tcp_ms:.0f} ms" if isinstance(tcp_ms, int | float) else "accepted TCP"
+        return _Verdict(
+            Status.FAIL,
+            f"{where} {accepted} but did not answer the SSLRequest within {details['timeout_s']:g} s: not a "
+            "firewall (those drop the connection itself), but a peer that is slow or stuck",
+            "The host accepts connections but answers slowly: a server still starting (a cold start) or overloaded, "
+            "or a proxy waiting for its backend; retry with a longer --timeout (and connect_timeout), and check the "
+            "server's state and that this port is PostgreSQL's",
+            prefix + "timeout expired",
+            exact=True,
         )
     if reply.kind == "E":
         message = reply.error.get("M", "an error")
@@ -693,20 +985,22 @@ def _judge(
     ctx: CheckContext,
     mode: str,
     roots: Roots,
-    first: Handshake,
+    check: ChainCheck,
     cert: dict[str, Any] | None,
     host: str,
     sni: str | None,
     details: dict[str, Any],
 ) -> _Verdict:
-    chain_ok = first.ok
+    chain_ok = check.ok
     name_ok = cert is not None and hostname_matches(cert, host)
     libpq_chain = roots.usable and mode not in ("disable", "allow")
     checks = "chain and host name" if mode == "verify-full" else "chain" if libpq_chain else "nothing"
     details["verification"] = {
         "against": roots.describe() if roots.usable else "the system's trusted roots (libpq itself checks nothing)",
         "chain": "ok" if chain_ok else "failed",
-        "chain_error": first.verify_error,
+        "chain_error": check.error,
+        "chain_problem": check.problem,
+        "certificates_served": check.served,
         "hostname": "match" if name_ok else "mismatch" if cert else "unknown",
         "libpq_checks": checks,
     }
@@ -748,21 +1042,32 @@ def _judge(
         if mode in VERIFY_MODES
         else f"sslmode={mode} checks the chain like verify-ca because a root certificate is present ({roots.path})"
     )
+    against_system = roots.system or not roots.usable
+    if _neon(ctx) and not chain_ok and cert is not None and against_system and check.problem != "expired":
+        if not _public_issuer(cert):
+            return _intercepted(cert, host, mode, libpq_chain)
+        check.problem = "outdated-roots"
     if libpq_chain and not chain_ok:
-        problem = f"the server's certificate does not verify against {roots.describe()}: {first.verify_error}"
+        problem = f"the server's certificate does not verify against {roots.describe()}: {check.error}"
+        specific = _chain_problem(check, cert, roots)
+        if specific is not None:
+            problem += f" ({specific[0]})"
         if mode == "prefer":
             return _Verdict(
                 Status.WARN,
                 f"{problem}; {why_chain}, fails, and falls back to a connection without TLS",
-                "Point sslrootcert at the CA that signed the server's certificate, or remove the root certificate",
+                specific[1] if specific else "Point sslrootcert at the CA that signed the server's certificate, or "
+                "remove the root certificate",
                 VERIFY_FAILED_TEXT,
+                exact=specific is not None,
             )
         return _Verdict(
             Status.FAIL,
             f"{problem}; {why_chain} and rejects it",
-            "Point sslrootcert at the CA that signed the server's certificate (for Neon: sslrootcert=system); "
-            "a self-signed server needs its own certificate as the root",
+            specific[1] if specific else "Point sslrootcert at the CA that signed the server's certificate (for Neon: "
+            "sslrootcert=system); a self-signed server needs its own certificate as the root",
             VERIFY_FAILED_TEXT,
+            exact=specific is not None,
         )
     if mode == "verify-full" and not name_ok:
         names = ", ".join(_names_examined(cert)) if cert else "unknown"
@@ -798,7 +1103,7 @@ def _judge(
     else:
         status = Status.WARN
         summary += (
-            f"; sslmode={mode} accepts this certificate without checking it ({first.verify_error}): the traffic is "
+            f"; sslmode={mode} accepts this certificate without checking it ({check.error}): the traffic is "
             "encrypted, but a man-in-the-middle would go unnoticed"
         )
         next_step = (
@@ -809,16 +1114,109 @@ def _judge(
         status = Status.WARN
         summary += "; but sslmode=allow first tries without TLS, so libpq uses plain text whenever the server allows it"
         next_step = next_step or "Use sslmode=require (or verify-full)"
-    if cert is not None and cert["days_left"] < EXPIRY_WARN_DAYS and status is not Status.FAIL:
+    exact = False
+    if check.problem in ("expired", "not-yet-valid") and cert is not None:
         status = Status.WARN
-        left = cert["days_left"]
-        summary += (
-            f"; sslmode={mode} accepts the expired certificate only because it checks nothing"
-            if left < 0
-            else f"; the certificate expires in {_days(left)}"
+        word = "expired" if check.problem == "expired" else "not yet valid"
+        summary += f"; sslmode={mode} accepts the {word} certificate only because it checks nothing"
+        next_step = _chain_problem(check, cert, roots)[1]  # type: ignore[index]
+        exact = True
+    elif cert is not None and cert["days_left"] < EXPIRY_WARN_DAYS and status is not Status.FAIL:
+        status = Status.WARN
+        summary += f"; the certificate expires in {_days(cert['days_left'])}"
+        next_step = next_step or "Renew the server's certificate before it expires, and reload the server"
+        exact = True
+    return _Verdict(status, summary, next_step, failure, notes, exact=exact)
+
+
+def _chain_problem(check: ChainCheck, cert: dict[str, Any] | None, roots: Roots) -> tuple[str, str] | None:
+    """What the chain's own dates and shape say, and the step that follows from it; None when only the CA is unknown
+    to the roots and nothing more specific is known."""
+    if cert is None:
+        return None
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    issuer = _short_name(cert, "issuer") or "its issuer"
+    if check.problem == "expired":
+        return (
+            f"it expired on {cert['not_after'][:10]}, {_days(-cert['days_left'])} ago",
+            f"Renew the server's certificate (ssl_cert_file) and reload the server; if it should still be valid, "
+            f"check this machine's clock (it says {now})",
         )
-        next_step = next_step or "Renew the server's certificate"
-    return _Verdict(status, summary, next_step, failure, notes)
+    if check.problem == "not-yet-valid":
+        return (
+            f"it is valid only from {cert['not_before'][:16].replace('T', ' ')} UTC",
+            f"Check the clock on this machine (it says {now}) and on the server that made the certificate; a "
+            "certificate dated in the future must be reissued",
+        )
+    if check.problem == "issuer-expired":
+        return (
+            "an intermediate CA certificate the server sends has expired",
+            "Replace the intermediate in the server's certificate file (ssl_cert_file) with the CA's current one, "
+            "and reload the server",
+        )
+    if check.problem == "incomplete-chain":
+        return (
+            f"the server sends only its own certificate, issued by '{issuer}', and not the intermediate that "
+            "links it to a trusted root",
+            f"Serve the full chain: put the server certificate followed by its intermediate CA certificate(s) "
+            f"('{issuer}') in the server's ssl_cert_file and reload; or, if '{issuer}' is itself your private root, "
+            "point sslrootcert at it",
+        )
+    if check.problem == "self-signed":
+        return (
+            "the certificate signed itself",
+            "Put the server's own certificate in sslrootcert (it is its own root), or give the server a certificate "
+            "signed by a CA you trust",
+        )
+    if check.problem == "outdated-roots":
+        return (
+            f"it was issued by '{_short_name(cert, 'issuer')}', a public CA this machine's root store does not know",
+            "Update this machine's CA bundle (`apt-get install --reinstall ca-certificates`, "
+            "`update-ca-certificates`; in a container, install ca-certificates), then keep sslrootcert=system",
+        )
+    if check.problem == "no-roots":
+        return (
+            "no root certificates were found on this machine",
+            "Install the OS CA bundle (ca-certificates) or point sslrootcert at a PEM file with the CA",
+        )
+    if check.problem == "unknown-ca":
+        return (
+            f"it was issued by '{issuer}', which is not among the roots",
+            f"Point sslrootcert at the CA certificate of '{issuer}' (the one that signed the server's certificate)",
+        )
+    return None
+
+
+PUBLIC_CAS = ("Let's Encrypt", "ISRG", "Amazon", "DigiCert", "GlobalSign", "Google Trust Services", "Sectigo")
+"""Issuers of the public certificates Neon and the other big providers serve: not an interception when the
+local root store merely lacks them."""
+
+
+def _public_issuer(cert: dict[str, Any]) -> bool:
+    issuer = cert.get("issuer") or ""
+    return any(name.lower() in issuer.lower() for name in PUBLIC_CAS)
+
+
+def _intercepted(cert: dict[str, Any], host: str, mode: str, libpq_chain: bool) -> _Verdict:
+    issuer = _short_name(cert, "issuer") or "an unknown issuer"
+    summary = (
+        f"the certificate for {host} was issued by '{issuer}', which no public CA vouches for, while Neon's "
+        "certificates chain to a public root: something between you and Neon intercepts TLS (a corporate proxy, "
+        "antivirus or VPN that inspects traffic)"
+    )
+    step = (
+        "Something intercepts TLS: ask the network admin to exempt *.neon.tech from TLS inspection, or connect from "
+        "another network; trust the proxy's CA (sslrootcert) only if you trust whoever runs it"
+    )
+    if libpq_chain:
+        return _Verdict(Status.FAIL, summary + f"; sslmode={mode} rejects it", step, VERIFY_FAILED_TEXT, exact=True)
+    return _Verdict(
+        Status.WARN,
+        summary + f"; sslmode={mode} checks nothing, so the proxy can read the password and every query",
+        step,
+        VERIFY_FAILED_TEXT,
+        exact=True,
+    )
 
 
 def _root_problem(mode: str, roots: Roots) -> _Verdict | None:
@@ -865,6 +1263,12 @@ def cert_summary(cert: dict[str, Any]) -> str:
     left = cert["days_left"]
     validity = f"expired {_days(-left)} ago" if left < 0 else f"{_days(left)} left"
     return f"certificate for {subject} from {issuer}, {validity}"
+
+
+def _short_name(cert: dict[str, Any], which: str) -> str | None:
+    """A name as a person would say it: its CN, else its O or OU, else the whole name."""
+    full = cert.get(which) or ""
+    return cert.get(f"{which}_cn") or _attribute(full, "O") or _attribute(full, "OU") or full or None
 
 
 def _attribute(name: str, key: str) -> str | None:

@@ -269,7 +269,9 @@ def _explain_match(match: dict[str, Any], number: int | None, style: Style) -> l
     fixes = match.get("fix") or []
     if fixes:
         lines.append(indent + style("Fix:", bold=True))
-        for step_number, step in enumerate(fixes, 1):
+        for step_number, (step, when) in enumerate(zip(fixes, match.get("fix_when") or [None] * len(fixes),
+                                                       strict=False), 1):
+            step = {"neon": "On Neon: ", "not-neon": "Not on Neon: "}.get(when or "", "") + step
             lines.extend(_wrapped(f"  {step_number}. ", step, indent, len(f"  {step_number}. ")))
     for link in match.get("docs") or []:
         lines.append(f"{indent}{style('Docs:', bold=True)} {link}")
