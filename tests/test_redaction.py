@@ -300,6 +300,10 @@ def test_explain_masks_secret_shapes_exactly_keeping_their_quotes(pasted: str, s
          'translate host name "db.example" to address: x password=ab12',
          'psql: error: could not translate host name "****" to address: Name or service not known; could not '
          'translate host name "db.example" to address: x password=****'),
+        ('psql: error: invalid integer value "ab12" for connection option "port"; invalid integer value "x" for '
+         'connection option "connect_timeout" password=ab12',
+         'psql: error: invalid integer value "****" for connection option "port"; invalid integer value "x" for '
+         'connection option "connect_timeout" password=****'),
         ('FATAL: password authentication failed for user "abc123" password=abc123',
          'FATAL: password authentication failed for user "****" password=****'),
         ('missing "=" after "" in connection info string password=abcd1234',
