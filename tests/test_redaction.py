@@ -362,3 +362,9 @@ def test_a_password_that_is_not_utf8_once_decoded_is_a_finding_not_a_crash() -> 
 def test_a_password_of_white_space_is_hidden_where_it_stands_but_not_wherever_white_space_is() -> None:
     shown = _explained_line(f"{FAILED}password='{chr(9) * 6}' then{chr(9) * 6}end")
     assert shown.startswith(FAILED + "password='****' then ") and shown.endswith(" end")
+
+
+def test_a_quoted_piece_of_the_password_is_masked_even_when_the_user_and_database_repeat_it() -> None:
+    output = _url_run("postgresql://xx:p@ss?xx=y#1@127.0.0.1/xx")
+    assert 'rejects it: invalid URI query parameter: "****"\n' in output
+    assert '"xx"' not in output
