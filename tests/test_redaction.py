@@ -252,7 +252,7 @@ def _percent_lowered(text: str) -> str:
     [
         'Se"cr\\e\'t/9é aaaW',  # its JSON forms carry \" so explain reads the line as a JSON-escaped log
         "Ab'c\\d/é fW",  # no \" : the line is read as written
-        "AXb\\c\u200bd/é fX",  # Python's repr escapes the zero-width space, JSON does not
+        "AX'b\\c\u200bd/é fX",  # repr escapes the zero-width space, JSON does not, libpq escapes the quote
     ],
 )
 def test_explain_masks_a_pasted_password_in_every_encoding_it_appears_in(secret: str) -> None:
