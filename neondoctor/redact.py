@@ -150,6 +150,7 @@ def _variants(secret: str) -> set[str]:
         base64.b64encode(secret.encode()).decode().rstrip("="),
     }
     forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), f) for f in forms}
+    forms |= {re.sub(r'\\(["\\])', r"\1", f) for f in forms}  # as explain reads a JSON-escaped log line
     return {f for f in forms if f}
 
 
@@ -295,6 +296,3 @@ def find_secrets(text: str) -> list[str]:
                 found.append(secret)
     return found
 
-
-def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    return Redactor(secrets)(text)

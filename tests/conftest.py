@@ -9,7 +9,9 @@ Peers: ``silent_peer``, ``garbage_peer``, ``closed_port`` (each unpacks as ``hos
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,17 @@ def pytest_configure(config: pytest.Config) -> None:
     """On SIGTERM (a CI timeout), unwind like Ctrl-C so fixture teardown stops the clusters."""
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupt)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches_under_mutmut() -> None:
+    """Under mutmut, a cached result would hide a function from every test but the first (its stats map each
+    test to the functions it reaches, then runs only those tests for a mutant): start each test uncached."""
+    if "MUTANT_UNDER_TEST" in os.environ:
+        for module in [m for name, m in sys.modules.items() if name.startswith("neondoctor")]:
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
 
 
 MIN_MAJORS_ON_CI = 2

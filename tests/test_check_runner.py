@@ -165,3 +165,14 @@ def test_rule_advice_is_not_mangled_but_known_secrets_and_excerpts_are_hidden() 
     assert redacted["captures"] == {"user": "alice"}
     finding = {"id": "url-x", "layer": "url", "title": f"password={SECRET}", "cause": "", "fix": [], "docs": []}
     assert SECRET not in str(redact_match(finding, redactor))
+
+
+def test_probe_details_hide_passwords_in_keys_nested_values_and_lists() -> None:
+    """A probe's details carry foreign text (server errors): shaped passwords go too, at any depth; keys stay keys."""
+    other = "password=An0ther9pw"
+    details = {"server": f"FATAL: {other}", SECRET: ["x", f"dsn {other}", {"k": other}], 5432: "port"}
+    report = run_check(parse_target(URL), CheckOptions(), [probe("a", ProbeResult("a", Status.FAIL, "no", details))])
+    shown = next(p for p in report.to_json()["probes"] if p["name"] == "a")["details"]
+    assert shown == {
+        "server": "FATAL: password=****", "****": ["x", "dsn password=****", {"k": "password=****"}], 5432: "port"
+    }

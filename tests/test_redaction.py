@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import string
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -227,3 +228,143 @@ def test_usage_errors_do_not_echo_a_password(argv: list[str]) -> None:
     assert result.exit_code == 2
     assert result.stderr.startswith("neondoctor: error: ")
     assert "secret" not in result.stderr and "words@" not in result.stderr
+
+
+# --------------------------------------------------------------------------- issue 11: what mutation testing found
+
+
+def _explained_line(text: str) -> str:
+    """The excerpt line ``neondoctor explain TEXT`` shows under its verdict."""
+    result = CliRunner().invoke(cli, ["explain", text], env={"NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    return next(line.split("│ ", 1)[1] for line in result.stdout.splitlines() if "│ " in line)
+
+
+FAILED = 'FATAL: password authentication failed for user "app" '
+
+
+def _percent_lowered(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), text)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        'Se"cr\\e\'t/9é aaaW',  # its JSON forms carry \" so explain reads the line as a JSON-escaped log
+        "Ab'c\\d/é fW",  # no \" : the line is read as written
+        "AX'b\\c\u200bd/é fX",  # repr escapes the zero-width space, JSON does not, libpq escapes the quote
+    ],
+)
+def test_explain_masks_a_pasted_password_in_every_encoding_it_appears_in(secret: str) -> None:
+    forms = [
+        quote(secret, safe=""), quote(secret), quote_plus(secret), _percent_lowered(quote(secret, safe="")),
+        json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1],
+        secret.replace("\\", "\\\\").replace("'", "\\'"), base64.b64encode(secret.encode()).decode().rstrip("="),
+    ]
+    shown = _explained_line(f"{FAILED}url=postgresql://app:{secret}@db.example/app" + "".join(f" <{f}>" for f in forms))
+    assert shown == FAILED + "url=postgresql://app:****@db.example/app" + " <****>" * len(forms)
+
+
+@pytest.mark.parametrize(
+    ("pasted", "shown"),
+    [
+        ("password='hunter2xyz'", "password='****'"),
+        ('password="hunter2xyz"', 'password="****"'),
+        ("password=''", "password='****'"),
+        ("password=XmasTree9X", "password=****"),
+        ("password=****", "password=****"),
+        ("password='****'", "password='****'"),
+        ("Authorization: Bearer abcdefgh12345", "Authorization: Bearer ****"),
+        ("key napi_abcdefghijklmnopqrst", "key napi_****"),
+        ("export PGPASSWORD=hunter2xyz", "export PGPASSWORD=****"),
+        ("options=endpoint=ep-cool-123;hunter2xyz", "options=endpoint=ep-cool-123;****"),
+        ("postgresql://app:@db.example/app", "postgresql://app:@db.example/app"),
+        ("postgresql://app:****@db.example/app", "postgresql://app:****@db.example/app"),
+        ("postgresql://app:ab/cdSecret9@db.example/app", "postgresql://app:****@db.example/app"),
+        ("postgresql://app:a b#c?d=e@db.example/app ok", "postgresql://app:****@db.example/app ok"),
+    ],
+)
+def test_explain_masks_secret_shapes_exactly_keeping_their_quotes(pasted: str, shown: str) -> None:
+    assert _explained_line(FAILED + pasted) == FAILED + shown
+
+
+@pytest.mark.parametrize(
+    ("pasted", "shown"),
+    [
+        ('FATAL: password authentication failed for user "XmasTree9X" password=\'XmasTree9X\'',
+         'FATAL: password authentication failed for user "****" password=\'****\''),
+        ('invalid port number: "ab12" password=ab12', 'invalid port number: "****" password=****'),
+        ('invalid port number: "ab1" password=ab1', 'invalid port number: "ab1" password=****'),
+        ('invalid port number: "****" password=****', 'invalid port number: "****" password=****'),
+        ('psql: error: could not translate host name "ab12" to address: Name or service not known; could not '
+         'translate host name "db.example" to address: x password=ab12',
+         'psql: error: could not translate host name "****" to address: Name or service not known; could not '
+         'translate host name "db.example" to address: x password=****'),
+        ('psql: error: invalid integer value "ab12" for connection option "port"; invalid integer value "x" for '
+         'connection option "connect_timeout" password=ab12',
+         'psql: error: invalid integer value "****" for connection option "port"; invalid integer value "x" for '
+         'connection option "connect_timeout" password=****'),
+        ('FATAL: password authentication failed for user "abc123" password=abc123',
+         'FATAL: password authentication failed for user "****" password=****'),
+        ('missing "=" after "" in connection info string password=abcd1234',
+         'missing "=" after "" in connection info string password=****'),
+        ('connection to server at "db.example" (127.0.0.1), port 5432 failed: FATAL:  password authentication '
+         'failed for user "app" password=abcd1234',
+         'connection to server at "db.example" (127.0.0.1), port 5432 failed: FATAL:  password authentication '
+         'failed for user "app" password=****'),
+        ('FATAL: password authentication failed for user "Alpha9xyz" password=Alpha9xyz '
+         "dsn=postgresql://bob:Bravo9xyz@db.example/app seen Bravo9xyz",
+         'FATAL: password authentication failed for user "****" password=**** '
+         "dsn=postgresql://bob:****@db.example/app seen ****"),
+        ('FATAL: password authentication failed for user "app" password=Secret9\\ logged as Secret9\\\\ then',
+         'FATAL: password authentication failed for user "app" password=**** logged as **** then'),
+    ],
+)
+def test_explain_masks_a_pasted_password_wherever_else_the_line_quotes_it(pasted: str, shown: str) -> None:
+    """A password seen by its shape is hidden elsewhere on the line too: in full from six characters,
+    in libpq's quoted fragments from four (shorter ones are too likely to be ordinary words)."""
+    assert _explained_line(pasted) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "libpq_says"),
+    [
+        ("postgresql://alice:a%00b@127.0.0.1/app", 'forbidden value %00 in percent-encoded value: "****"'),
+        ("postgresql://alice:a b@127.0.0.1/app",
+         'unexpected spaces found in "****", use percent-encoded spaces (%20) instead'),
+        ('postgresql://alice:p"s%zz@127.0.0.1/app', 'invalid percent-encoded token: "****"'),
+        ('postgresql://alice:pa"ss%zzXYZ@127.0.0.1/app', 'invalid percent-encoded token: "****"'),
+    ],
+)
+def test_libpq_quoting_a_short_or_quoted_password_shows_only_the_mask(url: str, libpq_says: str) -> None:
+    """Too short to hide by value, or holding the quote libpq puts around it: the quoted fragment is hidden whole."""
+    assert f"on the string as given: rejects it: {libpq_says}\n" in _url_run(url)
+
+
+def test_a_short_password_does_not_hide_the_same_word_elsewhere() -> None:
+    report = json.loads(_url_run("--json", "postgresql://alice:qz7@127.0.0.1/qz7"))
+    assert report["dsn"] == "postgresql://alice:****@127.0.0.1/qz7" and report["database"] == "qz7"
+
+
+def test_libpq_quoting_the_whole_url_shows_it_with_the_password_masked() -> None:
+    assert (
+        'in IPv6 host address in URI: "postgresql://alice:****@[::1/app"\n'
+        in _url_run("postgresql://alice:pw@[::1/app")
+    )
+
+
+def test_a_password_that_is_not_utf8_once_decoded_is_a_finding_not_a_crash() -> None:
+    result = CliRunner().invoke(cli, ["url", "postgresql://alice:ab%ffcd@127.0.0.1/app"], env={"NO_COLOR": "1"})
+    assert result.exit_code == 1, result.output
+    assert "internal error" not in result.output and "ab%ffcd" not in result.output
+
+
+def test_a_password_of_white_space_is_hidden_where_it_stands_but_not_wherever_white_space_is() -> None:
+    shown = _explained_line(f"{FAILED}password='{chr(9) * 6}' then{chr(9) * 6}end")
+    assert shown.startswith(FAILED + "password='****' then ") and shown.endswith(" end")
+
+
+def test_a_quoted_piece_of_the_password_is_masked_even_when_the_user_and_database_repeat_it() -> None:
+    output = _url_run("postgresql://xx:p@ss?xx=y#1@127.0.0.1/xx")
+    assert 'rejects it: invalid URI query parameter: "****"\n' in output
+    assert '"xx"' not in output

@@ -468,3 +468,17 @@ def test_find_target_and_parse_target_api() -> None:
 def test_version_and_module_entry_point() -> None:
     proc = subprocess.run([sys.executable, "-m", "neondoctor", "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "neondoctor" in proc.stdout
+
+
+def test_env_file_with_bytes_that_are_not_utf8_is_still_read(tmp_path: Path) -> None:
+    env_file = tmp_path / "prod.env"
+    env_file.write_bytes(b"# caf\xe9 (latin-1)\nDATABASE_URL=postgresql://file@file.example/db\n")
+    code, report = _run(["--env-file", str(env_file)], {}, tmp_path)
+    assert code == 0 and report["host"] == "file.example"
+
+
+def test_env_file_that_cannot_be_read_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "dir.env").mkdir()
+    result = CliRunner().invoke(cli, ["url", "--env-file", str(tmp_path / "dir.env")], env={"NO_COLOR": "1"})
+    assert result.exit_code == 2
+    assert result.stderr == f"neondoctor: error: cannot read {tmp_path / 'dir.env'}: Is a directory\n"

@@ -1,0 +1,175 @@
+"""Mutation testing with mutmut, one module at a time, and a per-module score table.
+
+    .venv/bin/python bench/mutation.py neondoctor/redact.py neondoctor/target.py
+    .venv/bin/python bench/mutation.py neondoctor/redact.py --floor 95 --max-seconds 240   # CI's gate
+
+Each module runs in a scratch copy of the worktree (nothing is left behind: no ``mutants/`` here),
+with ``[tool.mutmut]`` from pyproject.toml narrowed to that module (``only_mutate``) and to the
+module's fast test selection below (mutmut then runs, for each mutant, only the selected tests that
+reach the mutated function). Score = (killed + timeout) / (mutants - equivalent), where the
+equivalent mutants are the ones named in bench/MUTATION.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EQUIVALENT_LIST = ROOT / "bench" / "MUTATION.md"
+NOT_REAL_SERVER = ["-k", "not pg1"]
+"""Deselects the real-server tests (their ids carry the server, pg15/pg18) where unit tests reach the code."""
+
+SELECTION: dict[str, list[str]] = {
+    "neondoctor/redact.py": [
+        "tests/test_redaction.py", "tests/test_url.py", "tests/test_explain_cli.py", "tests/test_report.py",
+        "tests/test_crash.py", "tests/test_check_runner.py", "tests/test_check_forms.py", *NOT_REAL_SERVER,
+    ],
+    "neondoctor/target.py": [
+        "tests/test_url.py", "tests/test_redaction.py", "tests/test_check_forms.py", "tests/test_check_runner.py",
+        "tests/test_check_neon.py", *NOT_REAL_SERVER,
+    ],
+    "neondoctor/rules.py": ["tests/test_rules_engine.py", "tests/test_rule_examples.py", "tests/test_explain_cli.py"],
+    "neondoctor/explain.py": ["tests/test_explain_cli.py", "tests/test_rules_engine.py", "tests/test_pasted_logs.py"],
+}
+DEFAULT_SELECTION = [
+    "tests", "--ignore=tests/test_packaging.py", "--ignore=tests/test_redaction_property.py",
+    "--ignore=tests/test_check_live.py", "--ignore=tests/test_unseen_corpus.py",
+]
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout", 24: "timeout",
+          -24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"}
+
+
+def equivalent_mutants() -> set[str]:
+    if not EQUIVALENT_LIST.exists():
+        return set()
+    return set(re.findall(r"`(neondoctor\.[\w.]+__mutmut_\d+)`", EQUIVALENT_LIST.read_text(encoding="utf-8")))
+
+
+def scratch_copy(dest: Path) -> None:
+    """The worktree's files (tracked and new, not ignored); without git, the tree minus caches and venvs."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True
+    )
+    if listed.returncode != 0:
+        skip = shutil.ignore_patterns(".venv", ".git", "mutants", "__pycache__", "*.egg-info", ".*cache*", "unseen")
+        shutil.copytree(ROOT, dest, ignore=skip, dirs_exist_ok=True)
+        return
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file() and not name.startswith("tests/data/unseen/"):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+
+
+def toml_value(value: object) -> str:
+    return json.dumps(value)
+
+
+def narrow_config(dest: Path, module: str, tests: list[str]) -> None:
+    pyproject = dest / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8")
+    config = tomllib.loads(text)["tool"]["mutmut"]
+    config["only_mutate"] = [module]
+    config["pytest_add_cli_args_test_selection"] = tests
+    body = "\n".join(f"{key} = {toml_value(value)}" for key, value in config.items())
+    section = re.compile(r"^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", re.MULTILINE | re.DOTALL)
+    pyproject.write_text(section.sub(lambda _: f"[tool.mutmut]\n{body}\n\n", text, count=1), encoding="utf-8")
+
+
+def run_module(
+    module: str, *, max_seconds: float | None, verbose: bool, keep: Path | None = None, only: list[str] | None = None
+) -> dict[str, object]:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="neondoctor-mutation-") as scratch:
+        dest = Path(scratch)
+        scratch_copy(dest)
+        narrow_config(dest, module, SELECTION.get(module, DEFAULT_SELECTION))
+        env = {**os.environ, "NEONDOCTOR_PG_EXTRA_BINDIRS": "", "PYTHONDONTWRITEBYTECODE": "1"}
+        env.pop("CI", None)  # one server version tells mutants apart; the suite checks both on CI
+        mutmut = Path(sys.executable).with_name("mutmut")
+        dotted = module.removesuffix(".py").replace("/", ".")
+        names = [f"{dotted}.{pattern}" for pattern in only or []]
+        mutmut_run = subprocess.Popen(
+            [str(mutmut), "run", "--max-children", str(os.cpu_count() or 2), *names], cwd=dest, env=env,
+            stdout=None if verbose else subprocess.DEVNULL, stderr=None if verbose else subprocess.STDOUT,
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            mutmut_run.wait(timeout=max_seconds)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:  # a timeout, Ctrl-C or CI's SIGTERM: no mutant process outlives the run
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(mutmut_run.pid, signal.SIGKILL)
+            mutmut_run.wait()
+        meta = dest / "mutants" / f"{module}.meta"
+        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+        if names:
+            codes = {key: code for key, code in codes.items() if any(fnmatch.fnmatch(key, n) for n in names)}
+        if keep is not None and (dest / "mutants").is_dir():
+            shutil.copytree(dest / "mutants", keep / module.replace("/", "."), dirs_exist_ok=True)
+    counts = {"killed": 0, "survived": 0, "timeout": 0, "no tests": 0, "not checked": 0, "other": 0}
+    survivors = []
+    equivalent = equivalent_mutants()
+    for key, code in codes.items():
+        status = STATUS.get(code, "other")
+        counts[status] += 1
+        if status in ("survived", "no tests") and key not in equivalent:
+            survivors.append(key)
+    listed = sum(1 for key in codes if key in equivalent)
+    denominator = len(codes) - listed
+    score = 100.0 * (counts["killed"] + counts["timeout"]) / denominator if denominator else 0.0
+    return {"module": module, "mutants": len(codes), **counts, "equivalent": listed, "score": round(score, 1),
+            "seconds": round(time.monotonic() - started), "cut_short": timed_out, "survivors": sorted(survivors)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="+", help="paths such as neondoctor/redact.py")
+    parser.add_argument("--floor", type=float, help="exit 1 when a module scores below this percentage")
+    parser.add_argument("--max-seconds", type=float, help="stop a module's run after this long (counts as unchecked)")
+    parser.add_argument("--survivors", action="store_true", help="list the surviving mutants (not listed equivalent)")
+    parser.add_argument("--only", action="append", help="only the mutants of functions matching this glob (x_name*)")
+    parser.add_argument("--keep", type=Path, help="copy each module's mutants/ folder here (to read the mutants)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show mutmut's own progress")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: kill mutmut, delete the scratch copy
+    options = {"max_seconds": args.max_seconds, "verbose": args.verbose, "keep": args.keep, "only": args.only}
+    rows = [run_module(module, **options) for module in args.modules]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print("| module | mutants | killed | survived | timeout | no tests | equivalent | score | time |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            cut = " (cut short)" if r["cut_short"] else ""
+            print(f"| {r['module']} | {r['mutants']} | {r['killed']} | {r['survived']} | {r['timeout']} | "
+                  f"{r['no tests']} | {r['equivalent']} | {r['score']} % | {r['seconds']} s{cut} |")
+        if args.survivors:
+            for r in rows:
+                for key in r["survivors"]:
+                    print(f"survivor: {key}")
+    failed = [r for r in rows if args.floor is not None and (r["score"] < args.floor or r["cut_short"])]
+    for r in failed:
+        print(f"mutation score of {r['module']} is {r['score']} %, below the floor of {args.floor} %"
+              + (" (the run was cut short)" if r["cut_short"] else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
