@@ -96,6 +96,7 @@ def test_garbage_after_ssl_accepted_is_not_called_postgres(pg_protocol_peer: Cal
     assert code == ExitCode.FINDINGS
     assert verdict["failed_probe"] in ("tls", "auth")
     assert "not a PostgreSQL server" in verdict["summary"] or "does not speak PostgreSQL" in verdict["summary"]
+    assert "a tcp problem" not in verdict["summary"], "tcp worked in this very run"
     assert "neondoctor check" not in verdict["next_step"]
     assert elapsed < 4.0
 
