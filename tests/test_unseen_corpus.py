@@ -149,8 +149,8 @@ def test_fix_is_looked_for_in_steps_hint_and_title() -> None:
     assert not score_unseen.judge(record, [{**match, "title": "Wrong URL"}])["fix_ok"]
 
 
-HELD_OUT_FLOOR = {"layer": 87.0, "fix": 87.0}
-"""Today (2026-12-04, 145 rules): 89.3 % layer and 91.4 % fix on the held-out share. A change to the rules or
+HELD_OUT_FLOOR = {"layer": 88.0, "fix": 88.0}
+"""Today (2026-12-04, 150 rules): 90.1 % layer and 91.8 % fix on the held-out share. A change to the rules or
 the engine that loses ground on texts no rule was written from fails here; raise the floor as scores rise."""
 
 
