@@ -129,9 +129,13 @@ def value_maskable(secret: str) -> bool:
     piece of the product's own vocabulary (``postgres``, ``password``, ``require``, ``verify-full``…),
     compared case-insensitively. A secret that fails it is still hidden wherever it structurally is.
     """
-    if len(secret) < MIN_VALUE_CHARS or not secret.strip() or secret == MASK:
-        return False
-    return secret.lower() not in _vocabulary()
+    return _long_enough(secret) and secret.lower() not in _vocabulary()
+
+
+def _long_enough(secret: str) -> bool:
+    """The cheap half of :func:`value_maskable`; the vocabulary (1 MB of code and rules) is read only when
+    a secret's text really turns up in an output, which a healthy run never sees."""
+    return len(secret) >= MIN_VALUE_CHARS and bool(secret.strip()) and secret != MASK
 
 
 def _variants(secret: str) -> set[str]:
@@ -174,7 +178,8 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self._secrets: set[str] = set()
-        self._net_forms: set[str] = set()
+        self._net_forms: dict[str, set[str]] = {}
+        """Each form a secret may take in text (raw, percent-encoded, JSON, …) → the secrets it stands for."""
         self._net: re.Pattern[str] | None = None
         self._regions: list[tuple[str, int, int]] = []
         for secret in secrets:
@@ -189,9 +194,11 @@ class Redactor:
         if not secret or secret == MASK or secret in self._secrets:
             return
         self._secrets.add(secret)
-        if not value_maskable(secret):
+        if not _long_enough(secret):
             return
-        self._net_forms |= {form for form in _variants(secret) if value_maskable(form)}
+        for form in _variants(secret):
+            if _long_enough(form):
+                self._net_forms.setdefault(form, set()).add(secret)
         ordered = sorted(self._net_forms, key=len, reverse=True)
         self._net = re.compile("|".join(re.escape(form) for form in ordered)) if ordered else None
 
@@ -244,7 +251,12 @@ class Redactor:
 
     def known(self, text: str) -> str:
         """Only the last net (long known secrets by value): for text we wrote, which patterns would mangle."""
-        return self._net.sub(MASK, text) if self._net is not None and text else text
+        return self._net.sub(self._mask_form, text) if self._net is not None and text else text
+
+    def _mask_form(self, match: re.Match[str]) -> str:
+        form = match.group(0)
+        maskable = value_maskable(form) and any(value_maskable(secret) for secret in self._net_forms[form])
+        return MASK if maskable else form
 
     def obj(self, value: Any, *, patterns: bool = True) -> Any:
         """Redact every string inside a JSON-like structure (keys included), before it is serialised."""
