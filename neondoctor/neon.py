@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from neondoctor.target import NEON_HOST, NeonHost
+from neondoctor.target import NeonHost, neon_host
 
 if TYPE_CHECKING:
     from neondoctor.probes.base import CheckContext, ProbeResult
@@ -57,19 +57,6 @@ def libpq_version_num() -> int:
 
 def version_text(number: int) -> str:
     return f"{number // 10000}.{number % 100}" if number >= 100000 else f"{number // 10000}.{number // 100 % 100}"
-
-
-def neon_host(host: str | None) -> NeonHost | None:
-    match = NEON_HOST.match((host or "").strip().rstrip("."))
-    if not match:
-        return None
-    return NeonHost(
-        endpoint_id=match.group("endpoint").lower(),
-        region=match.group("region").lower(),
-        cloud=match.group("cloud").lower(),
-        pooled=bool(match.group("pooler")),
-        cell=match.group("cell"),
-    )
 
 
 def direct_twin(host: str) -> str:
