@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -185,3 +186,28 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
             reporter.write_line(f"CI: skipped test is a failure here: {report.nodeid}: {reason}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def blackhole() -> Iterator[tuple[str, int]]:
+    """A loopback port whose accept queue is full: the kernel drops new SYNs, as a firewall's DROP does."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers: list[socket.socket] = []
+    try:
+        for _ in range(16):
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.settimeout(0.2)
+            fillers.append(filler)
+            try:
+                filler.connect(address)
+            except TimeoutError:
+                yield address
+                return
+        pytest.skip("could not fill the accept queue on this kernel")
+    finally:
+        for sock in fillers:
+            sock.close()
+        listener.close()

@@ -29,8 +29,15 @@ def secret_forms(secret: str) -> set[str]:
 
 
 def assert_no_secret(text: str, secret: str = ALICE_PASSWORD) -> None:
+    """A short test password ("pw") is looked for as a whole token: random temp-dir names hold such letters."""
+    import re
+
     for form in secret_forms(secret):
-        assert form not in text, f"password leaked as {form!r}"
+        if len(secret) < 6:
+            pattern = rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])"
+            assert not re.search(pattern, text), f"password leaked as {form!r}"
+        else:
+            assert form not in text, f"password leaked as {form!r}"
 
 
 class Run:

@@ -310,31 +310,6 @@ def test_an_error_reply_trickled_a_byte_a_second_is_cut_at_the_step_deadline(fak
 # --------------------------------------------------------------------------- tcp: firewall, cold start, IPv6
 
 
-@pytest.fixture
-def blackhole() -> Iterator[tuple[str, int]]:
-    """A loopback port whose accept queue is full: the kernel drops new SYNs, as a firewall's DROP does."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    address = listener.getsockname()
-    fillers: list[socket.socket] = []
-    try:
-        for _ in range(16):
-            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            filler.settimeout(0.2)
-            fillers.append(filler)
-            try:
-                filler.connect(address)
-            except TimeoutError:
-                yield address
-                return
-        pytest.skip("could not fill the accept queue on this kernel")
-    finally:
-        for sock in fillers:
-            sock.close()
-        listener.close()
-
-
 class SlowStartPeer(_StreamPeer):
     """Accepts TCP at once and answers the SSLRequest only after ``delay`` seconds (a server waking up)."""
 

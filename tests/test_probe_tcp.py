@@ -38,31 +38,6 @@ def run_tcp(url: str, addresses: list[Address] | None = None, **options: Any) ->
 
 
 @pytest.fixture
-def blackhole() -> Iterator[tuple[str, int]]:
-    """A loopback port whose accept queue is full: the kernel drops new SYNs, so connect() times out."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    address = listener.getsockname()
-    fillers: list[socket.socket] = []
-    try:
-        for _ in range(16):
-            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            filler.settimeout(0.2)
-            fillers.append(filler)
-            try:
-                filler.connect(address)
-            except TimeoutError:
-                yield address
-                return
-        pytest.skip("could not fill the accept queue on this kernel")
-    finally:
-        for sock in fillers:
-            sock.close()
-        listener.close()
-
-
-@pytest.fixture
 def ipv4_only_listener() -> Iterator[int]:
     """A port that listens on 127.0.0.1 but is refused on ::1 (like a server with listen_addresses=127.0.0.1)."""
     if not ipv6_loopback_works():
