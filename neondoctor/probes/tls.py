@@ -128,6 +128,19 @@ def stdlib_certificate(peer: dict[str, Any], now: dt.datetime | None = None) -> 
     subject, issuer = pairs(peer.get("subject", ())), pairs(peer.get("issuer", ()))
     not_before = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(peer["notBefore"]), dt.UTC)
     not_after = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(peer["notAfter"]), dt.UTC)
+    return _certificate_fields(subject, issuer, san, not_before, not_after, subject == issuer, now)
+
+
+def _certificate_fields(
+    subject: list[tuple[str, str]],
+    issuer: list[tuple[str, str]],
+    san: list[str],
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    self_signed: bool,
+    now: dt.datetime | None,
+) -> dict[str, Any]:
+    """One shape for a certificate, whichever library read it (the ssl module or cryptography)."""
     now = now or dt.datetime.now(dt.UTC)
     return {
         "subject": ", ".join(f"{k}={v}" for k, v in subject),
@@ -138,26 +151,20 @@ def stdlib_certificate(peer: dict[str, Any], now: dt.datetime | None = None) -> 
         "not_before": not_before.isoformat(),
         "not_after": not_after.isoformat(),
         "days_left": int((not_after - now).total_seconds() / 86400),
-        "self_signed": subject == issuer,
+        "self_signed": self_signed,
     }
 
 
 def describe_certificate(cert: Any, now: dt.datetime | None = None) -> dict[str, Any]:
-    subject_pairs = _name_pairs(cert.subject)
-    issuer_pairs = _name_pairs(cert.issuer)
-    not_after = cert.not_valid_after_utc
-    now = now or dt.datetime.now(dt.UTC)
-    return {
-        "subject": ", ".join(f"{k}={v}" for k, v in subject_pairs),
-        "subject_cn": next((v for k, v in subject_pairs if k == "CN"), None),
-        "issuer": ", ".join(f"{k}={v}" for k, v in issuer_pairs),
-        "issuer_cn": next((v for k, v in issuer_pairs if k == "CN"), None),
-        "san": _san(cert),
-        "not_before": cert.not_valid_before_utc.isoformat(),
-        "not_after": not_after.isoformat(),
-        "days_left": int((not_after - now).total_seconds() / 86400),
-        "self_signed": cert.subject == cert.issuer,
-    }
+    return _certificate_fields(
+        _name_pairs(cert.subject),
+        _name_pairs(cert.issuer),
+        _san(cert),
+        cert.not_valid_before_utc,
+        cert.not_valid_after_utc,
+        cert.subject == cert.issuer,
+        now,
+    )
 
 
 # --------------------------------------------------------------------------- host name (libpq verify-full)
