@@ -8,7 +8,6 @@ modules that only need redaction do not pay for it.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import unicodedata
@@ -846,6 +845,8 @@ def _param_findings(
             )
     sslmode = params.get("sslmode")
     if sslmode is not None and sslmode not in SSLMODES:
+        import difflib
+
         guess = difflib.get_close_matches(sslmode.lower(), SSLMODES, n=1, cutoff=0.5)
         findings.append(
             Finding(

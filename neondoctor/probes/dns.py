@@ -417,12 +417,12 @@ def _needs_dns(host: str, ctx: CheckContext, local: dict[str, list[str]]) -> boo
 
 
 def run(ctx: CheckContext) -> ProbeResult:
-    import dns.exception
-
     local = hosts_file_names()
     resolver: _Dns | None = None
     note = ""
     if any(_needs_dns(host, ctx, local) for host, _ in ctx.target.hosts):
+        import dns.exception
+
         try:
             resolver = _Dns(ctx.options.nameserver, ctx.step_timeout())
         except ValueError as exc:

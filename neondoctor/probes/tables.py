@@ -7,7 +7,6 @@ because ``to_regclass`` raises an error for a schema the role may not use.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -281,6 +280,8 @@ def _next_step(
 
 def _hints(ctx: CheckContext, missing: list[TableName], search_path: str) -> dict[str, list[tuple[str, str]]]:
     """Near matches per missing name, best first, as (name to use, why)."""
+    import difflib
+
     candidates = query(ctx, CANDIDATES_SQL)
     names = sorted({relname for _, relname, _ in candidates})
     hints: dict[str, list[tuple[str, str]]] = {}

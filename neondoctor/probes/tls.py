@@ -126,9 +126,21 @@ def stdlib_certificate(peer: dict[str, Any], now: dt.datetime | None = None) -> 
         elif kind in ("email", "URI"):
             san.append(f"{kind}:{value}")
     subject, issuer = pairs(peer.get("subject", ())), pairs(peer.get("issuer", ()))
-    not_before = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(peer["notBefore"]), dt.UTC)
-    not_after = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(peer["notAfter"]), dt.UTC)
+    not_before, not_after = cert_time(peer["notBefore"]), cert_time(peer["notAfter"])
     return _certificate_fields(subject, issuer, san, not_before, not_after, subject == issuer, now)
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def cert_time(text: str) -> dt.datetime:
+    """OpenSSL's printed time (``Jun  1 12:00:00 2030 GMT``) as UTC, like ``ssl.cert_time_to_seconds`` but
+    without ``time.strptime``, whose first call costs ~4 ms (it imports _strptime and reads the locale)."""
+    month, day, clock, year, zone = text.split()
+    if zone != "GMT" or month not in _MONTHS:
+        raise ValueError(f"time data {text!r} is not OpenSSL's GMT time")
+    hour, minute, second = (int(part.partition(".")[0]) for part in clock.split(":"))
+    return dt.datetime(int(year), _MONTHS.index(month) + 1, int(day), hour, minute, second, tzinfo=dt.UTC)
 
 
 def _certificate_fields(
@@ -598,12 +610,22 @@ def handshake(sock: socket.socket, context: ssl.SSLContext, sni: str | None, dea
         alpn=tls.selected_alpn_protocol(),
         peer=tls.getpeercert() or {},
     )
+    result.clean_close = _send_close_notify(tls)
+    return result
+
+
+def _send_close_notify(tls: ssl.SSLSocket) -> bool:
+    """Close with close_notify, so the server logs nothing; its own close_notify is not waited for (a round
+    trip that tells nothing), and what it leaves unread is drained so that the close is a FIN, not a reset."""
     try:
-        _drive(tls, tls.unwrap, min(deadline, time.monotonic() + 1.0)).close()
-        result.clean_close = True
+        tls.unwrap()
+    except ssl.SSLWantReadError:
+        pass
     except (ssl.SSLError, OSError, ValueError):
         _close(tls)
-    return result
+        return False
+    _close(tls)
+    return True
 
 
 def _ssl_error_text(exc: BaseException) -> str:
