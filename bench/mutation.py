@@ -63,7 +63,9 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
 def equivalent_mutants() -> set[str]:
     if not EQUIVALENT_LIST.exists():
         return set()
-    return set(re.findall(r"`(neondoctor\.[\w.]+__mutmut_\d+)`", EQUIVALENT_LIST.read_text(encoding="utf-8")))
+    text = EQUIVALENT_LIST.read_text(encoding="utf-8")
+    section = re.search(r"^## Equivalent mutants\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    return set(re.findall(r"`(neondoctor\.[\w.ǁ]+__mutmut_\d+)`", section.group(1) if section else ""))
 
 
 def scratch_copy(dest: Path) -> None:
