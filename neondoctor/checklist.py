@@ -34,6 +34,8 @@ GRACE_SECONDS = 0.5
 
 @dataclass
 class CheckReport:
+    """The whole run: the target, every probe's result, the verdict and the facts gathered."""
+
     target: dict[str, Any]
     probes: list[ProbeResult]
     verdict: dict[str, Any]

@@ -67,6 +67,8 @@ def direct_twin(host: str) -> str:
 
 @dataclass(frozen=True)
 class Sni:
+    """Whether this client will send SNI, which Neon's proxy needs to find the endpoint."""
+
     libpq: str
     sent: bool
     name: str | None

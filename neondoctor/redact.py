@@ -229,8 +229,8 @@ class Redactor:
 
     def libpq(self, text: str) -> str:
         """libpq's or psycopg's words about the string: the fragments it quotes lose their secret parts."""
-        if not text or not (self._regions or self._secrets):
-            return text
+        if '"' not in text or not (self._regions or self._secrets):
+            return text  # every template quotes its fragment
         for pattern in _libpq_patterns():
             text = pattern.sub(self._mask_groups, text)
         return text

@@ -109,6 +109,8 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True)
 class Finding:
+    """One thing the string gets wrong or risks, with the fix for it."""
+
     id: str
     severity: Severity
     message: str
@@ -120,6 +122,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class NeonHost:
+    """A Neon host name read into its parts (endpoint id, region, pooled or direct)."""
+
     endpoint_id: str
     region: str
     cloud: str
@@ -138,6 +142,8 @@ class NeonHost:
 
 @dataclass(frozen=True)
 class TargetText:
+    """The string as the user gave it and where it came from."""
+
     text: str
     source: str
     env_defaults: dict[str, str] = field(default_factory=dict, repr=False)
@@ -150,6 +156,8 @@ class TargetText:
 
 @dataclass
 class Target:
+    """Every string form read into one connection target: what libpq would use, and what is wrong with it."""
+
     source: str
     form: str
     """url | keyvalue | jdbc | libpq-env"""

@@ -8,6 +8,7 @@ least 2, so the connect runs in a worker that is abandoned at the step deadline.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import os
@@ -209,6 +210,8 @@ def _failure(ctx: CheckContext, raw: str, sqlstate: str | None, elapsed_ms: floa
 
 @dataclass
 class Evidence:
+    """What a failed login says about the server's state, and the next step it implies."""
+
     state: str
     """standby-no-hot-standby | shutting-down | standby | primary | no-socket | login-hangs"""
     next_step: str
@@ -295,54 +298,61 @@ def _client_certificate(ctx: CheckContext, lowered: str) -> Evidence | None:
 
 
 _AUTH_TYPES = "PostgreSQL's are 0 (ok), 2 (Kerberos), 3 (password), 5 (md5), 7-9 (GSSAPI, SSPI), 10-12 (SASL)"
-_VIOLATIONS: tuple[tuple[re.Pattern[str], Any], ...] = (
-    (
-        re.compile(r"expected authentication request from server, but received (?P<c>.)", re.DOTALL),
-        lambda m: "a notice before any authentication request (a flood of notices?)"
-        if m.group("c") == "N"
-        else f"the byte {m.group('c')!r} where an authentication request belongs"
-        + (" (the start of 'HTTP/…': a web server?)" if m.group("c") == "H" else ""),
-    ),
-    (
-        re.compile(r"authentication method (?P<n>\d+) not supported"),
-        lambda m: f"an authentication method this client does not know (type {m.group('n')}; {_AUTH_TYPES})",
-    ),
-    (
-        re.compile(r"received invalid authentication request"),
-        lambda m: "a malformed authentication request (a message length that does not fit its type)",
-    ),
-    (
-        re.compile(r"lost synchronization with server: got message type \"(?P<c>.)\", length (?P<n>-?\d+)"),
-        lambda m: f"a message of type {m.group('c')!r} with a bogus length ({int(m.group('n')):,} bytes)",
-    ),
-    (
-        re.compile(r"message contents do not agree with length in message type \"(?P<c>.)\""),
-        lambda m: f"a message of type {m.group('c')!r} whose contents do not agree with its length",
-    ),
-    (
-        re.compile(r"unexpected response from server; first received character was \"(?P<c>.)\""),
-        lambda m: f"the byte {m.group('c')!r}, which starts no PostgreSQL message",
-    ),
-    (
-        re.compile(r"received invalid response to (?P<what>SSL|GSSAPI) negotiation: (?P<c>.)"),
-        lambda m: f"{m.group('c')!r} in answer to the {m.group('what')} request (PostgreSQL answers 'S' or 'N')",
-    ),
-    (
-        re.compile(r"SSL error: (?:wrong version number|packet length too long)|received unencrypted data after SSL"),
-        lambda m: "not the PostgreSQL protocol after SSL was accepted: it said 'S' (go ahead with TLS) and then "
-        "sent bytes that are not TLS",
-    ),
-    (
-        re.compile(r"unexpected message from server during startup|invalid message format|"
-                   r"server sent data \(\\?\"D\\?\" message\) without prior row description"),
-        lambda m: "a message PostgreSQL never sends at that point of the start-up",
-    ),
-)
+
+
+@functools.cache
+def _violations() -> tuple[tuple[re.Pattern[str], Any], ...]:
+    """libpq's protocol-violation messages and their meaning (compiled on the first failure, not at import)."""
+    return (
+        (
+            re.compile(r"expected authentication request from server, but received (?P<c>.)", re.DOTALL),
+            lambda m: "a notice before any authentication request (a flood of notices?)"
+            if m.group("c") == "N"
+            else f"the byte {m.group('c')!r} where an authentication request belongs"
+            + (" (the start of 'HTTP/…': a web server?)" if m.group("c") == "H" else ""),
+        ),
+        (
+            re.compile(r"authentication method (?P<n>\d+) not supported"),
+            lambda m: f"an authentication method this client does not know (type {m.group('n')}; {_AUTH_TYPES})",
+        ),
+        (
+            re.compile(r"received invalid authentication request"),
+            lambda m: "a malformed authentication request (a message length that does not fit its type)",
+        ),
+        (
+            re.compile(r"lost synchronization with server: got message type \"(?P<c>.)\", length (?P<n>-?\d+)"),
+            lambda m: f"a message of type {m.group('c')!r} with a bogus length ({int(m.group('n')):,} bytes)",
+        ),
+        (
+            re.compile(r"message contents do not agree with length in message type \"(?P<c>.)\""),
+            lambda m: f"a message of type {m.group('c')!r} whose contents do not agree with its length",
+        ),
+        (
+            re.compile(r"unexpected response from server; first received character was \"(?P<c>.)\""),
+            lambda m: f"the byte {m.group('c')!r}, which starts no PostgreSQL message",
+        ),
+        (
+            re.compile(r"received invalid response to (?P<what>SSL|GSSAPI) negotiation: (?P<c>.)"),
+            lambda m: f"{m.group('c')!r} in answer to the {m.group('what')} request (PostgreSQL answers 'S' or 'N')",
+        ),
+        (
+            re.compile(
+                r"SSL error: (?:wrong version number|packet length too long)|received unencrypted data after SSL"
+            ),
+            lambda m: "not the PostgreSQL protocol after SSL was accepted: it said 'S' (go ahead with TLS) and then "
+            "sent bytes that are not TLS",
+        ),
+        (
+            re.compile(r"unexpected message from server during startup|invalid message format|"
+                       r"server sent data \(\\?\"D\\?\" message\) without prior row description"),
+            lambda m: "a message PostgreSQL never sends at that point of the start-up",
+        ),
+    )
 
 
 def protocol_violation(text: str) -> str | None:
     """What the peer did, in words, when libpq's error says it broke PostgreSQL's protocol; else None."""
-    for pattern, describe in _VIOLATIONS:
+    for pattern, describe in _violations():
         match = pattern.search(text)
         if match:
             return describe(match)

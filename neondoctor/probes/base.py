@@ -26,6 +26,8 @@ class Status(StrEnum):
 
 @dataclass
 class ProbeResult:
+    """What one probe measured and concluded."""
+
     name: str
     status: Status
     summary: str
@@ -40,6 +42,8 @@ class ProbeResult:
 
 @dataclass
 class CheckOptions:
+    """The checklist's options, as given on the command line."""
+
     timeout: float = 5.0
     """Seconds for each network step."""
     total_timeout: float = 30.0
@@ -58,6 +62,8 @@ class CheckOptions:
 
 @dataclass
 class Address:
+    """One resolved address of the server."""
+
     family: str
     """``ipv4`` or ``ipv6``."""
     ip: str
@@ -66,6 +72,8 @@ class Address:
 
 @dataclass
 class CheckContext:
+    """What the probes share: the target, the options, and what earlier probes found."""
+
     target: Target
     options: CheckOptions
     deadline: float = 0.0

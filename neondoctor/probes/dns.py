@@ -101,6 +101,8 @@ class _Job:
 
 @dataclass
 class _HostReport:
+    """The answers for one host of the string."""
+
     host: str
     port: int
     kind: str

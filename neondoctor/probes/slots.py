@@ -49,6 +49,8 @@ from me, db
 
 @dataclass
 class Limit:
+    """One connection limit that applies to this login, and how much of it is used."""
+
     name: str
     capacity: int
     used: int

@@ -59,6 +59,8 @@ class BadTableName(ValueError):
 
 @dataclass(frozen=True)
 class TableName:
+    """A table the app expects, as written (schema optional)."""
+
     schema: str | None
     name: str
     written: str

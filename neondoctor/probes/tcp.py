@@ -28,6 +28,8 @@ _RULE_TEXT = {
 
 @dataclass
 class Attempt:
+    """One TCP connect to one address, and how it ended."""
+
     address: Address
     host: str
     outcome: str

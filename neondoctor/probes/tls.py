@@ -344,6 +344,8 @@ def load_roots(roots: Roots) -> list[Any]:
 
 @dataclass
 class ChainCheck:
+    """The served chain checked offline against the roots libpq would use."""
+
     ok: bool
     error: str | None = None
     """OpenSSL's words for the first problem, as libpq would print them after 'certificate verify failed'."""
@@ -458,6 +460,8 @@ def inspect_client_certificate(ctx: CheckContext, details: dict[str, Any]) -> _V
 
 @dataclass
 class Reply:
+    """The server's one-byte answer to the SSLRequest (or what came instead)."""
+
     kind: str
     """S | N | E | garbage | spoke-first | eof | reset | timeout"""
     data: bytes = b""
@@ -531,6 +535,8 @@ def negotiate(sock: socket.socket, deadline: float) -> Reply:
 
 @dataclass
 class Handshake:
+    """How one TLS handshake went, and what it showed."""
+
     ok: bool
     chain: list[bytes] = field(default_factory=list)
     """The certificates the server sent, leaf first, as DER."""
