@@ -20,6 +20,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +34,9 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall time and CPU time (user + sys) of one run in a fresh interpreter."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=60)
+    # Not from the tree: `python -m` puts the working directory first on sys.path, which would shadow the install.
+    outside = tempfile.gettempdir()
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=outside, check=False, timeout=60)
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
