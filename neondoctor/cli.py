@@ -6,6 +6,7 @@ Heavy modules (psycopg, dnspython) are imported inside the commands that need th
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import sys
@@ -81,6 +82,14 @@ class DoctorGroup(click.Group):
         except Exception as exc:
             self._crash(argv, exc)
         sys.exit(int(code or 0))
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name not in BOUNDED_COMMANDS:
+            gc.enable()
+        return name, command, rest
 
     def _fail(self, argv: list[str], code: ExitCode, message: str, prefix: str = "error: ") -> NoReturn:
         message = shown(message)
@@ -790,5 +799,19 @@ def rules_test_command(ctx: click.Context, rules_dirs: tuple[str, ...], as_json:
     ctx.exit(ExitCode.FINDINGS if failures else ExitCode.OK)
 
 
+BOUNDED_COMMANDS = frozenset({"check", "url", "report"})
+"""Commands that run briefly on small data: cyclic garbage collection stays off for the whole run."""
+
+
 def main() -> None:
-    cli.main()
+    """The console entry point.
+
+    Start-up imports psycopg, click and the probes: some 55,000 tracked objects, none of them garbage, which
+    the cyclic collector would scan again and again (~10 ms of CPU in a ~200 ms check). It is paused while modules
+    load and stays off for the bounded commands; the others turn it back on once their command is known.
+    """
+    gc.disable()
+    try:
+        cli.main()
+    finally:
+        gc.enable()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from pgcluster import PgCluster
 from test_check import check
 
@@ -86,3 +88,25 @@ def test_callbacks_see_each_probe_start_then_end_in_order() -> None:
     assert events == ["start a", "run a", "done a pass a pass ****", "start b", "run b", "done b fail b fail ****",
                       "done c skip blocked by b"]
     assert report.exit_code == 1 and report.to_json()["failed_probe"] == "b"
+
+
+@pytest.mark.parametrize(("argv", "collecting"), [(["url", "postgresql://u@db.invalid/app"], False),
+                                                   (["rules", "list"], True)])
+def test_garbage_collection_waits_out_start_up_only_where_the_run_is_bounded(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], collecting: bool
+) -> None:
+    """The console entry point pauses cyclic GC while modules load (~10 ms of a healthy check); bounded commands
+    keep it off, the others turn it on once the command is known, and the process gets it back in every case."""
+    import gc
+
+    from neondoctor import cli
+
+    seen: list[bool] = []
+    for name in ("load_target", "_load_rules"):
+        original = getattr(cli, name)
+        monkeypatch.setattr(cli, name, lambda *a, _f=original, **k: (seen.append(gc.isenabled()), _f(*a, **k))[1])
+    monkeypatch.setattr(sys, "argv", ["neondoctor", *argv])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert seen == [collecting]
+    assert gc.isenabled()
