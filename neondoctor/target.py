@@ -693,10 +693,11 @@ def libpq_version_at_least(number: int) -> bool:
 
 
 def libpq_version() -> str:
+    """MAJOR.MINOR of the libpq psycopg loads (psycopg 3 supports libpq 10 and later, numbered MMmmmm)."""
     from psycopg import pq
 
     version = pq.version()
-    return f"{version // 10000}.{version % 100}" if version >= 100000 else f"{version // 10000}.{version // 100 % 100}"
+    return f"{version // 10000}.{version % 100}"
 
 
 def _libpq_parse(text: str, redactor: Redactor) -> tuple[dict[str, str], str | None]:

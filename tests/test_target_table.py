@@ -229,3 +229,27 @@ def test_url_json_in_full(name: str, table: dict, tmp_path: Path) -> None:
     expected = table[name]
     assert (expected["args"], expected["env"]) == (args, env), "the case changed: regenerate the table"
     assert got == {"exit": expected["exit"], "report": expected["report"]}
+
+
+@pytest.mark.parametrize(
+    ("string", "summary"),
+    [
+        ("host=h1.example,h2.example,h3.example port=5433,5434 dbname=app user=alice",
+         "alice → h1.example:5433, h2.example:5434, h3.example:5432 / app; libpq accepts it"),
+        ("host=h1.example,h2.example port=5433 dbname=app",
+         "(OS user) → h1.example:5433, h2.example:5433 / app; libpq accepts it"),
+        ("host=h1.example,h2.example port=,65535 dbname=app",
+         "(OS user) → h1.example:5432, h2.example:65535 / app; libpq accepts it"),
+        ("host=h1.example port=' 5433' dbname=app", "(OS user) → h1.example:5433 / app; libpq accepts it"),
+        ("host=',/tmp' port=,5433 dbname=app",
+         "(OS user) → Unix socket (default) (port 5432), Unix socket /tmp (port 5433) / app; libpq accepts it"),
+        ("postgresql://alice@[::1]:1/app", "alice → ::1:1 / app; libpq accepts it"),
+    ],
+)
+def test_check_names_each_host_with_the_port_libpq_will_try(string: str, summary: str) -> None:
+    clean: dict[str, str | None] = {name: None for name in [*LIBPQ_ENV, "DATABASE_URL"]}
+    result = CliRunner().invoke(
+        cli, ["check", "--json", "--skip", "dns,tcp,tls,auth,slots,tables", string], env=clean
+    )
+    url_step = json.loads(result.stdout)["probes"][0]
+    assert (url_step["name"], url_step["summary"]) == ("url", summary)
