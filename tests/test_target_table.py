@@ -188,6 +188,16 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     "pg-env-only-hostaddr": ([], {"PGHOSTADDR": "127.0.0.1", "PGPORT": "5433"}),
     "pg-env-port-only-is-no-target": ([], {"PGPORT": "5433", "PGSSLMODE": "require"}),
     "env-var": (["--env-var", "MY_URL"], {"MY_URL": "postgresql://alice@db.example.com/app"}),
+    # what another client makes of the string as given (--for reads the query as written)
+    "for-psql-blank-prisma-param": (["--for", "psql", "postgresql://alice@db.example.com/app?sslmode=require&schema="],
+                                    {}),
+    "for-node-sslmode": (["--for", "node-pg", "postgresql://alice@db.example.com/app?sslmode=require"], {}),
+    "for-psql-keyvalue": (["--for", "psql", "host=db.example.com dbname=app schema=x"], {}),
+    # more pasted oddities
+    "x-wrapped": (["XX"], {}),
+    "x-wrapped-keyvalue": (["Xhost=db.example.com dbname=appX"], {}),
+    "private-use-character": (["postgresql://alice@db.example.com/app\ue000"], {}),
+    "surrogate-escape": (["postgresql://alice@db.example.com/app\udcff"], {}),
 }
 
 
@@ -224,7 +234,7 @@ def test_url_json_in_full(name: str, table: dict, tmp_path: Path) -> None:
     got = {"exit": code, "report": report}
     if os.environ.get("NEONDOCTOR_REGENERATE_TABLE"):
         table[name] = {"args": args, "env": env, **got}
-        TABLE.write_text(json.dumps(table, indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+        TABLE.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         return
     expected = table[name]
     assert (expected["args"], expected["env"]) == (args, env), "the case changed: regenerate the table"
