@@ -188,6 +188,11 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     "pg-env-only-hostaddr": ([], {"PGHOSTADDR": "127.0.0.1", "PGPORT": "5433"}),
     "pg-env-port-only-is-no-target": ([], {"PGPORT": "5433", "PGSSLMODE": "require"}),
     "env-var": (["--env-var", "MY_URL"], {"MY_URL": "postgresql://alice@db.example.com/app"}),
+    "same-bad-port-twice": (["host=a.example,b.example port=0,0 dbname=app"], {}),
+    "info-found-before-warning": ([f"postgresql://alice@{NEON}/neondb?channel_binding=prefer"], {}),
+    "app-name-like-a-token": (["postgresql://db.example.com/app?application_name=Bearer%20abcdef123456"], {}),
+    "pg-env-only-dbname": ([], {"PGDATABASE": "shop"}),
+    "pg-env-only-user": ([], {"PGUSER": "bob"}),
     # what another client makes of the string as given (--for reads the query as written)
     "for-psql-blank-prisma-param": (["--for", "psql", "postgresql://alice@db.example.com/app?sslmode=require&schema="],
                                     {}),
