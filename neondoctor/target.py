@@ -552,7 +552,7 @@ def _read_url(rest: str) -> _Intent:
 def _query_password_regions(text: str, redactor: Redactor) -> None:
     """``?password=…`` in a URL's query (JDBC writes it there): secret up to the next ``&key=`` whose key is a
     real libpq or driver parameter, or the end (an unencoded ``&`` inside the password stays inside)."""
-    known = libpq_keywords() | set(PRISMA_PARAMS) | set(DRIVER_PARAMS) | {"currentSchema", "ApplicationName"}
+    known = libpq_keywords() | set(PRISMA_PARAMS) | set(DRIVER_PARAMS) | {"ApplicationName"}
     for match in re.finditer(r"[?&;]password=", text, re.IGNORECASE):
         start = match.end()
         end = len(text)

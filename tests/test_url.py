@@ -482,3 +482,33 @@ def test_env_file_that_cannot_be_read_is_one_line_and_exit_2(tmp_path: Path) -> 
     result = CliRunner().invoke(cli, ["url", "--env-file", str(tmp_path / "dir.env")], env={"NO_COLOR": "1"})
     assert result.exit_code == 2
     assert result.stderr == f"neondoctor: error: cannot read {tmp_path / 'dir.env'}: Is a directory\n"
+
+
+def test_an_empty_variable_falls_through_to_dotenv(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DATABASE_URL=postgresql://dotenv@dotenv.example/db\n")
+    _, report = _run([], {"DATABASE_URL": ""}, tmp_path)
+    assert report["source"] == f"dotenv:{tmp_path / '.env'}" and report["host"] == "dotenv.example"
+
+
+def test_dotenv_without_the_variable_is_named_in_the_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("OTHER=1\nDATABASE_URL=\n")
+    code, report = _run([], {"PGPORT": "5433"}, tmp_path)
+    assert code == 2
+    assert report["stderr"] == (
+        "neondoctor: error: no connection string: pass one as an argument, set DATABASE_URL, or use --env-file FILE "
+        f"(DATABASE_URL is not set, and {tmp_path / '.env'} has none)\n"
+    )
+
+
+def test_a_dotenv_directory_is_not_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").mkdir()
+    code, report = _run([], {}, tmp_path)
+    assert code == 2
+    assert report["stderr"].endswith("(DATABASE_URL is not set)\n")
+
+
+def test_env_file_with_an_empty_value_is_exit_2(tmp_path: Path) -> None:
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("DATABASE_URL=\n")
+    code, report = _run(["--env-file", str(env_file)], {}, tmp_path)
+    assert code == 2 and report["stderr"] == f"neondoctor: error: DATABASE_URL is not set in {env_file}\n"
