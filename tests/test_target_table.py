@@ -70,6 +70,8 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     "jdbc-ssl-true-with-rootcert": (["jdbc:postgresql://db.example.com/app?sslrootcert=/ca.pem&ssl=true"], {}),
     "jdbc-password-ampersand": (
         ["jdbc:postgresql://db.example.com/app?password=jdbc&S3cret&currentSchema=s&ApplicationName=a"], {}),
+    "jdbc-password-then-application-name": (
+        ["jdbc:postgresql://db.example.com/app?password=jdbc&S3cret&ApplicationName=a"], {}),
     "jdbc-short-form": (["jdbc:postgresql:app"], {}),
     "jdbc-short-form-upper": (["JDBC:PostgreSQL:app"], {}),
     # passwords
