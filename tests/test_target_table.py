@@ -90,6 +90,8 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     "at-in-query-no-userinfo": (["postgresql://db.example.com/app?application_name=me@laptop"], {}),
     "at-in-password-and-query": (["postgresql://alice:tig3r@Pw@db.example.com/app?application_name=me@laptop"], {}),
     "at-unknown-query-key": (["postgresql://alice:tig3r@Pw@db.example.com/app?bogus=me@laptop"], {}),
+    "password-equal-to-a-parameter-name": (
+        ["postgresql://alice:statement_timeout@db.example.com/app?statement_timeout=5"], {}),
     "query-password": (["postgresql://db.example.com/app?user=alice&password=s3cretPw9&sslmode=require"], {}),
     "query-password-semicolon": (["postgresql://db.example.com/app?password=s3cret;Pw9"], {}),
     # sslmode, channel binding, ports
