@@ -848,7 +848,7 @@ def _param_findings(
     if sslmode is not None and sslmode not in SSLMODES:
         import difflib
 
-        guess = difflib.get_close_matches(sslmode.lower(), SSLMODES, n=1, cutoff=0.5)
+        guess = difflib.get_close_matches(sslmode.lower(), SSLMODES, cutoff=0.5)  # best first
         findings.append(
             Finding(
                 "url-invalid-sslmode",
