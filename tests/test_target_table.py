@@ -200,9 +200,17 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     "app-name-like-a-token": (["postgresql://db.example.com/app?application_name=Bearer%20abcdef123456"], {}),
     "pg-env-only-dbname": ([], {"PGDATABASE": "shop"}),
     "pg-env-only-user": ([], {"PGUSER": "bob"}),
+    "pg-env-host-del-character": (["postgresql:///app"], {"PGHOST": "db\x7f.example.com"}),
+    "pg-env-host-c1-character": (["postgresql:///app"], {"PGHOST": "db\x80.example.com"}),
+    "empty-first-host": (["host=,db.example.com dbname=app"], {}),
+    "password-with-x": (["postgresql://alice:tXg3rPw@db.example.com/app"], {}),
+    "password-hash-and-bad-percent-elsewhere": (["postgresql://alice:tig3r#Pw@db.example.com/app%zz"], {}),
+    "password-hash-question-with-port": (["postgresql://alice:tig3r#?Pw@db.example.com:5433/app"], {}),
     # what another client makes of the string as given (--for reads the query as written)
     "for-psql-blank-prisma-param": (["--for", "psql", "postgresql://alice@db.example.com/app?sslmode=require&schema="],
                                     {}),
+    "for-psql-show-password": (
+        ["--for", "psql", "--show-password", "host=db.example.com user='a b' password='p@ss w/rd' dbname='my db'"], {}),
     "for-node-sslmode": (["--for", "node-pg", "postgresql://alice@db.example.com/app?sslmode=require"], {}),
     "for-psql-keyvalue": (["--for", "psql", "host=db.example.com dbname=app schema=x"], {}),
     # more pasted oddities
@@ -275,3 +283,18 @@ def test_check_names_each_host_with_the_port_libpq_will_try(string: str, summary
     )
     url_step = json.loads(result.stdout)["probes"][0]
     assert (url_step["name"], url_step["summary"]) == ("url", summary)
+
+
+@pytest.mark.parametrize(
+    ("version", "shown", "dsn"),
+    [
+        (160000, "16.0", "postgresql://db.example.com/app?sslmode=verify-full&sslrootcert=system"),
+        (150013, "15.13", "postgresql://db.example.com/app?sslmode=verify-full"),
+    ],
+)
+def test_jdbc_ssl_true_reads_as_the_os_store_only_where_libpq_has_sslrootcert_system(
+    version: int, shown: str, dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(pq, "version", lambda: version)
+    code, report = _run(["jdbc:postgresql://db.example.com/app?ssl=true"], {}, tmp_path)
+    assert (code, report["libpq_version"], report["dsn"]) == (0, shown, dsn)
