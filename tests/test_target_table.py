@@ -155,6 +155,8 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     # pasted forms
     "keyvalue": (["host=db.example.com port=5433 dbname=app user=alice password=hunter2hunter2 sslmode=prefer"], {}),
     "keyvalue-quoted-password": (["host=db.example.com dbname=app password='hunter2 hunter2' user=alice"], {}),
+    "keyvalue-password-with-unquoted-space": (["host=db.example.com password=hunter2 hunter2 dbname=app"], {}),
+    "keyvalue-quoted-password-then-broken": (["host=db.example.com password = 'hunter2 hunter2' dbname app"], {}),
     "keyvalue-missing-equals": (["host=db.example.com dbname app"], {}),
     "keyvalue-unterminated": (["host='db.example.com"], {}),
     "url-missing-equals": (["postgresql://db.example.com/app?sslmode"], {}),

@@ -512,3 +512,17 @@ def test_env_file_with_an_empty_value_is_exit_2(tmp_path: Path) -> None:
     env_file.write_text("DATABASE_URL=\n")
     code, report = _run(["--env-file", str(env_file)], {}, tmp_path)
     assert code == 2 and report["stderr"] == f"neondoctor: error: DATABASE_URL is not set in {env_file}\n"
+
+
+def test_env_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("DATABASE_URL=postgresql://alice@café.example/app\n", encoding="utf-8")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "neondoctor", "url", "--json", "--env-file", str(env_file)],
+        env=env, capture_output=True, timeout=60,
+    )
+    report = json.loads(proc.stdout)
+    assert report["host"] == "café.example"
+    ids = {f["id"] for f in report["findings"]}
+    assert "url-non-ascii-host" in ids and "url-control-characters" not in ids
