@@ -279,17 +279,15 @@ def find_target(
     if argument is not None:
         return TargetText(argument, "argument", defaults)
     if env_file is not None:
-        values = _read_env_file(Path(env_file))
-        if not values.get(name):
+        text = _read_env_file(Path(env_file)).get(name)
+        if not text:
             raise NoTarget(f"{name} is not set in {env_file}")
-        return TargetText(values[name] or "", f"env-file:{env_file}", defaults)
+        return TargetText(text, f"env-file:{env_file}", defaults)
     if environ.get(name):
         return TargetText(environ[name], f"env:{name}", defaults)
     dotenv_path = (cwd or Path.cwd()) / ".env"
-    if dotenv_path.is_file():
-        values = _read_env_file(dotenv_path)
-        if values.get(name):
-            return TargetText(values[name] or "", f"dotenv:{dotenv_path}", defaults)
+    if dotenv_path.is_file() and (text := _read_env_file(dotenv_path).get(name)):
+        return TargetText(text, f"dotenv:{dotenv_path}", defaults)
     if defaults.keys() & {"host", "hostaddr", "dbname", "user", "service"}:
         return TargetText(" ".join(f"{k}={_quote_kv(v)}" for k, v in defaults.items()), "libpq-env")
     where = f"{name} is not set" + (f", and {dotenv_path} has none" if dotenv_path.is_file() else "")

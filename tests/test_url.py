@@ -534,3 +534,20 @@ def test_a_port_libpq_cannot_use_is_an_error_and_target_hosts_falls_back_to_5432
     assert [f.id for f in target.findings] == ["url-invalid-port"]
     assert target.hosts == [("db.example.com", 5432)]
     assert parse_target("host=db.example.com port=65535 dbname=app").hosts == [("db.example.com", 65535)]
+
+
+@pytest.mark.parametrize("where", ["env", "env-file", "dotenv"])
+def test_pgpassword_fills_a_string_from_any_source(where: str, tmp_path: Path) -> None:
+    line = "DATABASE_URL=postgresql://alice@db.example.com/app"
+    env = {"PGPASSWORD": "hunter2hunter2"}
+    args: list[str] = []
+    if where == "env":
+        env["DATABASE_URL"] = line.partition("=")[2]
+    elif where == "env-file":
+        (tmp_path / "prod.env").write_text(line + "\n")
+        args = ["--env-file", str(tmp_path / "prod.env")]
+    else:
+        (tmp_path / ".env").write_text(line + "\n")
+    _, report = _run(args, env, tmp_path)
+    assert (report["password"], report["password_source"], report["host"]) == ("set", "PGPASSWORD", "db.example.com")
+    assert "hunter2hunter2" not in json.dumps(report)
