@@ -513,8 +513,6 @@ def _userinfo_end(rest: str) -> int:
     real libpq or driver keyword (``?application_name=me@laptop``).
     """
     at = rest.rfind("@")
-    if at == -1:
-        return -1
     known = libpq_keywords() | set(PRISMA_PARAMS) | set(DRIVER_PARAMS)
     starts = [-1] + [i for i, c in enumerate(rest[:at]) if c == "@"]
     for start in starts:
@@ -530,14 +528,13 @@ def _read_url(rest: str) -> _Intent:
     at = _userinfo_end(rest)
     if at != -1:
         userinfo, rest = rest[:at], rest[at + 1 :]
-        user, colon, password = userinfo.partition(":")
+        user, _, password = userinfo.partition(":")
         intent.user = user
-        intent.password_raw = password if colon else None
-        if colon and password:
+        intent.password_raw = password or None
+        if password:
             intent.password_span = (len(user) + 1, at)
-    authority_end = min((i for i in (rest.find("/"), rest.find("?")) if i != -1), default=len(rest))
-    intent.hostport = rest[:authority_end]
-    rest = rest[authority_end:]
+    intent.hostport = re.match(r"[^/?]*", rest).group()  # type: ignore[union-attr]
+    rest = rest[len(intent.hostport) :]
     if rest.startswith("/"):
         path, _, query = rest[1:].partition("?")
         intent.path = path
@@ -550,7 +547,7 @@ def _read_url(rest: str) -> _Intent:
 def _query_password_regions(text: str, redactor: Redactor) -> None:
     """``?password=…`` in a URL's query (JDBC writes it there): secret up to the next ``&key=`` whose key is a
     real libpq or driver parameter, or the end (an unencoded ``&`` inside the password stays inside)."""
-    known = libpq_keywords() | set(PRISMA_PARAMS) | set(DRIVER_PARAMS) | {"ApplicationName"}
+    known = libpq_keywords() | set(PRISMA_PARAMS) | set(DRIVER_PARAMS) | {"applicationname"}
     for match in re.finditer(r"[?&;]password=", text, re.IGNORECASE):
         start = match.end()
         end = len(text)

@@ -92,6 +92,16 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     "at-unknown-query-key": (["postgresql://alice:tig3r@Pw@db.example.com/app?bogus=me@laptop"], {}),
     "password-equal-to-a-parameter-name": (
         ["postgresql://alice:statement_timeout@db.example.com/app?statement_timeout=5"], {}),
+    "user-one-letter": (["postgresql://a@db.example.com/app"], {}),
+    "at-in-query-one-letter-host": (["postgresql://alice:tig3r@Pw@h/app?application_name=me@laptop"], {}),
+    "at-in-query-one-letter-host-no-userinfo": (["postgresql://h/app?application_name=me@laptop"], {}),
+    "at-right-after-query-key": (["postgresql://alice:s3cretPw9@db.example.com/app?application_name=@laptop"], {}),
+    "at-in-prisma-query": (["postgresql://alice:tig3r@Pw@db.example.com/app?schema=me@laptop"], {}),
+    "jdbc-password-then-libpq-key": (
+        ["jdbc:postgresql://db.example.com/app?password=jdbc&S3cret&sslmode=require&frob=1"], {}),
+    "jdbc-upper-case-password": (["jdbc:postgresql://db.example.com/app?PASSWORD=jdbc&S3cret"], {}),
+    "database-with-slash": (["postgresql://alice@db.example.com/app/x"], {}),
+    "two-question-marks": (["postgresql://db.example.com?application_name=x?y"], {}),
     "query-password": (["postgresql://db.example.com/app?user=alice&password=s3cretPw9&sslmode=require"], {}),
     "query-password-semicolon": (["postgresql://db.example.com/app?password=s3cret;Pw9"], {}),
     # sslmode, channel binding, ports
