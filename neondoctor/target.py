@@ -348,7 +348,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         intent = _read_url(text[url.end() :])
         if intent.password_span:
             redactor.add_region(text, url.end() + intent.password_span[0], url.end() + intent.password_span[1])
-        redactor.add(_unquote(intent.password_raw or ""))
+        redactor.add(unquote(intent.password_raw or ""))
         _scheme_findings(scheme, driver, bool(url.group("jdbc")), findings)
         fixed_text, dropped, fixed_span = _libpq_url(scheme, intent, jdbc=bool(url.group("jdbc")), driver=driver)
         if fixed_span:
@@ -572,10 +572,6 @@ def _keyvalue_password_regions(text: str, redactor: Redactor) -> None:
         redactor.add_region(text, start, following.start() if following else len(text.rstrip()))
 
 
-def _unquote(text: str) -> str:
-    return unquote(text, errors="replace")
-
-
 def _scheme_findings(scheme: str, driver: str | None, jdbc: bool, findings: list[Finding]) -> None:
     if scheme not in ("postgresql", "postgres"):
         findings.append(
@@ -633,7 +629,7 @@ def _libpq_url(
         userinfo = intent.user
         password = intent.password_raw
         if password is not None:
-            shown = quote(_unquote(password), safe="") if _needs_encoding(password) else password
+            shown = quote(unquote(password), safe="") if _needs_encoding(password) else password
             start = len(base) + 3 + len(userinfo) + 1
             span = (start, start + len(shown)) if shown else None
             userinfo += ":" + shown
@@ -751,7 +747,7 @@ def _password_findings(
     if not reserved:
         return
     encodings = ", ".join(f"'{c}' → {quote(c, safe='')}" for c in reserved)
-    if reserved == ["#"] and not literal_error and literal.get("password") == _unquote(raw):
+    if reserved == ["#"] and not literal_error and literal.get("password") == unquote(raw):
         findings.append(
             Finding(
                 "url-password-hash",
@@ -766,7 +762,7 @@ def _password_findings(
     severity = Severity.ERROR
     if literal_error:
         reads = f"libpq cannot parse it at all ({literal_error}), not host {intent.hostport!r}"
-    elif literal.get("password") == _unquote(raw) and literal.get("host") == intent.hostport.rsplit(":", 1)[0]:
+    elif literal.get("password") == unquote(raw) and literal.get("host") == intent.hostport.rsplit(":", 1)[0]:
         severity = Severity.WARNING
         reads = (
             "libpq happens to read it whole, but most other URL parsers (JDBC, node-postgres, Prisma, Python's "
