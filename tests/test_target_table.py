@@ -203,6 +203,7 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
          "PGCONNECT_TIMEOUT": "4", "PGOPTIONS": "-cgeqo=off", "PGCHANNELBINDING": "prefer",
          "PGSSLNEGOTIATION": "postgres", "PGTARGETSESSIONATTRS": "any", "PGSSLROOTCERT": "/ca.pem",
          "PGHOSTADDR": "127.0.0.1", "PGSERVICE": ""}),
+    "pgpassword-in-a-broken-string": (["host=db.example.com hunter2hunter2"], {"PGPASSWORD": "hunter2hunter2"}),
     "pg-env-broken-string": (["host='db.example.com"], {"PGUSER": "bob"}),
     "pg-env-only": ([], {"PGHOST": "db.example.com", "PGUSER": "bob o'neil", "PGPASSWORD": "hunter2 hunter2",
                          "PGDATABASE": "a\\b", "PGSSLMODE": "require"}),
