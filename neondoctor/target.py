@@ -392,7 +392,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
     if driver == "asyncpg" and dropped.get("ssl") in SSLMODES and "sslmode" not in params and not fixed_error:
         params["sslmode"] = dropped["ssl"]
     _host_findings(params, findings)
-    neon = neon_host(params.get("host", "").split(",")[0])
+    neon = neon_host(params["host"].split(",")[0] if "host" in params else None)
     _neon_findings(neon, params, driver, findings)
     if form == "jdbc":
         findings.append(
@@ -962,7 +962,7 @@ def _host_findings(params: dict[str, str], findings: list[Finding]) -> None:
 
 def neon_host(host: str | None) -> NeonHost | None:
     """The parts of a Neon host name (endpoint id, region, cloud, pooled, cell); None for any other host."""
-    match = NEON_HOST.match((host or "").strip().rstrip("."))
+    match = NEON_HOST.match(host.strip().rstrip(".")) if host else None
     if not match:
         return None
     return NeonHost(

@@ -153,6 +153,7 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     "neon-upper-trailing-dot": (["postgresql://alice@EP-Cool-Breeze-123456.US-East-2.AWS.Neon.Tech./neondb"], {}),
     "neon-cell-gcp": (["postgresql://alice@ep-a-b-1-pooler.c-12.europe-west3.gcp.neon.build/neondb?sslmode=require"],
                       {}),
+    "neon-host-with-spaces": ([f"host=' {NEON} ' dbname=neondb sslmode=require"], {}),
     "neon-second-host": ([f"host=db.example.com,{NEON} dbname=neondb"], {}),
     "neon-endpoint-option": (
         [f"postgresql://alice@{NEON}/neondb?sslmode=require&options=endpoint%3Dep-cool-breeze-123456"], {}),
