@@ -655,9 +655,10 @@ def _libpq_url(
 
 
 def _in_written_order(params: dict[str, str], query: str) -> dict[str, str]:
-    written = [key for key, _ in parse_qsl(query, keep_blank_values=True)]
-    rank = {key: written.index(key) if key in written else -1 for key in params}
-    return dict(sorted(params.items(), key=lambda item: rank[item[0]]))
+    """The parameters not in the query (user, host, …) first, then the query's in the order written."""
+    written = dict.fromkeys(key for key, _ in parse_qsl(query, keep_blank_values=True))
+    unwritten = {key: value for key, value in params.items() if key not in written}
+    return unwritten | {key: params[key] for key in written if key in params}
 
 
 def _needs_encoding(raw: str) -> bool:

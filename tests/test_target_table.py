@@ -102,6 +102,8 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     "jdbc-upper-case-password": (["jdbc:postgresql://db.example.com/app?PASSWORD=jdbc&S3cret"], {}),
     "database-with-slash": (["postgresql://alice@db.example.com/app/x"], {}),
     "two-question-marks": (["postgresql://db.example.com?application_name=x?y"], {}),
+    "query-order-with-a-blank-value": (["postgresql://db.example.com/app?application_name=x&options=&sslmode=require"],
+                                       {}),
     "query-password": (["postgresql://db.example.com/app?user=alice&password=s3cretPw9&sslmode=require"], {}),
     "query-password-semicolon": (["postgresql://db.example.com/app?password=s3cret;Pw9"], {}),
     # sslmode, channel binding, ports
