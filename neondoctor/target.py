@@ -621,8 +621,8 @@ def _libpq_url(
     scheme: str, intent: _Intent, *, jdbc: bool, driver: str | None = None
 ) -> tuple[str, dict[str, str], tuple[int, int] | None]:
     """Rebuild the URL for libpq: plain scheme, password encoded as the user meant it, driver-only
-    query parameters set aside. Also returns where the password sits in the rebuilt URL."""
-    base = "postgresql" if scheme in ("postgresql", "postgres") else scheme
+    query parameters set aside. Also returns where the password sits in the rebuilt URL. The scheme stays as
+    written, lower-cased and without its +driver (libpq reads postgres:// and postgresql:// alike)."""
     userinfo = ""
     span = None
     if intent.user is not None:
@@ -630,7 +630,7 @@ def _libpq_url(
         password = intent.password_raw
         if password is not None:
             shown = quote(unquote(password), safe="") if _needs_encoding(password) else password
-            start = len(base) + 3 + len(userinfo) + 1
+            start = len(scheme) + 3 + len(userinfo) + 1
             span = (start, start + len(shown)) if shown else None
             userinfo += ":" + shown
         userinfo += "@"
@@ -643,7 +643,7 @@ def _libpq_url(
             kept.append((key, value))
         else:
             dropped[key] = value
-    if jdbc and dropped.get("ssl", "").lower() in ("", "true") and "ssl" in dropped and "sslmode" not in dict(kept):
+    if jdbc and "ssl" in dropped and dropped["ssl"].lower() in ("", "true") and "sslmode" not in dict(kept):
         # pgjdbc: ssl=true alone means verify-full against Java's trust store
         # (https://jdbc.postgresql.org/documentation/ssl/#configuring-the-client).
         kept.append(("sslmode", "verify-full"))
@@ -651,7 +651,7 @@ def _libpq_url(
             kept.append(("sslrootcert", "system"))
     query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in kept)
     path = "" if intent.path is None else "/" + intent.path
-    return f"{base}://{userinfo}{intent.hostport}{path}" + (f"?{query}" if query else ""), dropped, span
+    return f"{scheme}://{userinfo}{intent.hostport}{path}" + (f"?{query}" if query else ""), dropped, span
 
 
 def _in_written_order(params: dict[str, str], query: str) -> dict[str, str]:

@@ -29,6 +29,7 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     "plain": (["postgresql://alice:s3cretPw9@db.example.com:6543/app?sslmode=verify-full"], {}),
     "upper-case-scheme": (["POSTGRESQL://alice:s3cretPw9@db.example.com/app"], {}),
     "postgres-scheme": (["postgres://alice:s3cretPw9@db.example.com/app"], {}),
+    "postgres-scheme-password-and-space": (["postgres://alice:tig3r/Pw@db.example.com/my app"], {}),
     "postgres-scheme-jdbc": (["jdbc:postgres://db.example.com/app?user=alice&password=jdbcS3cret"], {}),
     "unknown-scheme": (["mysql://alice:s3cretPw9@db.example.com/app"], {}),
     "unknown-scheme-with-driver": (["mysql+pymysql://alice:s3cretPw9@db.example.com/app"], {}),
