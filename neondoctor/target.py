@@ -631,7 +631,7 @@ def _libpq_url(
         if password is not None:
             shown = quote(unquote(password), safe="") if _needs_encoding(password) else password
             start = len(scheme) + 3 + len(userinfo) + 1
-            span = (start, start + len(shown)) if shown else None
+            span = (start, start + len(shown))  # an empty password is None (see _read_url)
             userinfo += ":" + shown
         userinfo += "@"
     kept: list[tuple[str, str]] = []
