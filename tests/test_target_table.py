@@ -208,7 +208,8 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
          "PGSSLNEGOTIATION": "postgres", "PGTARGETSESSIONATTRS": "any", "PGSSLROOTCERT": "/ca.pem",
          "PGHOSTADDR": "127.0.0.1", "PGSERVICE": ""}),
     "pgpassword-in-a-broken-string": (["host=db.example.com hunter2hunter2"], {"PGPASSWORD": "hunter2hunter2"}),
-    "pgpassword-fills-a-driver-url": (["postgresql+psycopg2://alice@db.example.com/app"], {"PGPASSWORD": "hunter2hunter2"}),
+    "pgpassword-fills-a-driver-url": (
+        ["postgresql+psycopg2://alice@db.example.com/app"], {"PGPASSWORD": "hunter2hunter2"}),
     "pg-env-fills-an-empty-string": ([""], {"PGUSER": "bob"}),
     "pg-env-broken-string": (["host='db.example.com"], {"PGUSER": "bob"}),
     "pg-env-only": ([], {"PGHOST": "db.example.com", "PGUSER": "bob o'neil", "PGPASSWORD": "hunter2 hunter2",
