@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from neondoctor.redact import MASK, Redactor
 
@@ -629,7 +629,7 @@ def _libpq_url(
         userinfo = intent.user
         password = intent.password_raw
         if password is not None:
-            shown = quote(unquote(password), safe="") if _needs_encoding(password) else password
+            shown = _encoded(unquote(password)) if _needs_encoding(password) else password
             start = len(scheme) + 3 + len(userinfo) + 1
             span = (start, start + len(shown))  # an empty password is None (see _read_url)
             userinfo += ":" + shown
@@ -649,7 +649,7 @@ def _libpq_url(
         kept.append(("sslmode", "verify-full"))
         if "sslrootcert" not in dict(kept) and libpq_version_at_least(160000):
             kept.append(("sslrootcert", "system"))
-    query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in kept)
+    query = urlencode(kept, quote_via=quote)
     path = "" if intent.path is None else "/" + intent.path
     return f"{scheme}://{userinfo}{intent.hostport}{path}" + (f"?{query}" if query else ""), dropped, span
 
@@ -747,7 +747,7 @@ def _password_findings(
         reserved.append("%")
     if not reserved:
         return
-    encodings = ", ".join(f"'{c}' → {quote(c, safe='')}" for c in reserved)
+    encodings = ", ".join(f"'{c}' → %{ord(c):02X}" for c in reserved)
     if reserved == ["#"] and not literal_error and literal.get("password") == unquote(raw):
         findings.append(
             Finding(
@@ -1072,18 +1072,23 @@ def build_url(params: dict[str, str], *, password: str | None) -> str:
     user = params.get("user")
     userinfo = ""
     if user or password:
-        userinfo = quote(user or "", safe="")
+        userinfo = _encoded(user or "")
         if password:
-            userinfo += ":" + (password if password == MASK else quote(password, safe=""))
+            userinfo += ":" + (password if password == MASK else _encoded(password))
         userinfo += "@"
     hosts = []
     for host, port in _host_port_strings(params):
-        shown = f"[{host}]" if ":" in host else quote(host, safe="/")
+        shown = f"[{host}]" if ":" in host else quote(host)  # a socket directory keeps its '/'
         hosts.append(shown + (f":{port}" if port else ""))
-    path = "/" + quote(params["dbname"], safe="") if "dbname" in params else ""
+    path = "/" + _encoded(params["dbname"]) if "dbname" in params else ""
     skip = {"user", "password", "host", "port", "dbname"}
-    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items() if k not in skip)
+    query = urlencode({k: v for k, v in params.items() if k not in skip}, quote_via=quote)
     return f"postgresql://{userinfo}{','.join(hosts)}{path}" + (f"?{query}" if query else "")
+
+
+def _encoded(text: str) -> str:
+    """Every character a URL reserves, '/' included, percent-encoded."""
+    return quote(text, safe="")
 
 
 def _host_port_strings(params: dict[str, str]) -> list[tuple[str, str]]:

@@ -105,6 +105,8 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     "two-question-marks": (["postgresql://db.example.com?application_name=x?y"], {}),
     "query-order-with-a-blank-value": (["postgresql://db.example.com/app?application_name=x&options=&sslmode=require"],
                                        {}),
+    "query-value-with-space": (["postgresql://db.example.com/app?application_name=my%20app"], {}),
+    "user-with-slash": (["host=db.example.com user=a/b dbname=app"], {}),
     "query-password": (["postgresql://db.example.com/app?user=alice&password=s3cretPw9&sslmode=require"], {}),
     "query-password-semicolon": (["postgresql://db.example.com/app?password=s3cret;Pw9"], {}),
     # sslmode, channel binding, ports
