@@ -372,7 +372,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
     literal_params, libpq_error = _libpq_parse(text, redactor)
     params, fixed_error = _libpq_parse(fixed_text, redactor) if fixed_text != text else (literal_params, libpq_error)
     if intent is not None:
-        _password_findings(intent, literal_params, libpq_error, findings, redactor)
+        _password_findings(intent, literal_params, libpq_error, params, findings, redactor)
         params = _in_written_order(params, intent.query)
     if fixed_error:
         findings.append(_libpq_error_finding(fixed_error, form))
@@ -738,17 +738,21 @@ def _password_findings(
     intent: _Intent,
     literal: dict[str, str],
     literal_error: str | None,
+    meant: dict[str, str],
     findings: list[Finding],
     redactor: Redactor,
 ) -> None:
-    raw = intent.password_raw or ""
+    """``literal``: libpq's reading of the string as written; ``meant``: of the string with the password encoded."""
+    if not intent.password_raw:
+        return
+    raw = intent.password_raw
     reserved = sorted({c for c in raw if c in "@/?# "})
     if re.search(r"%(?![0-9a-fA-F]{2})", raw):
         reserved.append("%")
     if not reserved:
         return
     encodings = ", ".join(f"'{c}' → %{ord(c):02X}" for c in reserved)
-    if reserved == ["#"] and not literal_error and literal.get("password") == unquote(raw):
+    if reserved == ["#"] and not literal_error and literal == meant:
         findings.append(
             Finding(
                 "url-password-hash",
@@ -763,7 +767,7 @@ def _password_findings(
     severity = Severity.ERROR
     if literal_error:
         reads = f"libpq cannot parse it at all ({literal_error}), not host {intent.hostport!r}"
-    elif literal.get("password") == unquote(raw) and literal.get("host") == intent.hostport.rsplit(":", 1)[0]:
+    elif literal == meant:
         severity = Severity.WARNING
         reads = (
             "libpq happens to read it whole, but most other URL parsers (JDBC, node-postgres, Prisma, Python's "
