@@ -8,6 +8,7 @@ modules that only need redaction do not pay for it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import unicodedata
@@ -665,17 +666,12 @@ def _needs_encoding(raw: str) -> bool:
     return bool(re.search(r"[@/?# ]|%(?![0-9a-fA-F]{2})", raw))
 
 
-_KEYWORDS: frozenset[str] | None = None
-
-
+@functools.cache
 def libpq_keywords() -> frozenset[str]:
     """The connection keywords of the libpq that psycopg loads."""
-    global _KEYWORDS
-    if _KEYWORDS is None:
-        from psycopg import pq
+    from psycopg import pq
 
-        _KEYWORDS = frozenset(o.keyword.decode() for o in pq.Conninfo.get_defaults())
-    return _KEYWORDS
+    return frozenset(o.keyword.decode() for o in pq.Conninfo.get_defaults())
 
 
 def libpq_version_at_least(number: int) -> bool:
