@@ -243,7 +243,7 @@ class Target:
                 "password_source": self.password_source,
                 "from_env": {key: ENV_NAMES[key] for key in self.from_env},
                 "host": host or None,
-                "hosts": [{"host": h or None, "port": p} for (h, _), p in zip(self.hosts, ports, strict=True)]
+                "hosts": [{"host": h or None, "port": ports[i]} for i, (h, _) in enumerate(self.hosts)]
                 if host and "," in host
                 else None,
                 "port": ports[0],
