@@ -531,7 +531,7 @@ def test_env_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
 @pytest.mark.parametrize("port", ["0", "65536", "99999", "x"])
 def test_a_port_libpq_cannot_use_is_an_error_and_target_hosts_falls_back_to_5432(port: str) -> None:
     target = parse_target(f"host=db.example.com port={port} dbname=app")
-    assert [f.id for f in target.findings] == ["url-invalid-port"]
+    assert (target.source, [f.id for f in target.findings]) == ("argument", ["url-invalid-port"])
     assert target.hosts == [("db.example.com", 5432)]
     assert parse_target("host=db.example.com port=65535 dbname=app").hosts == [("db.example.com", 65535)]
 
