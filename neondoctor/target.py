@@ -1063,8 +1063,8 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
         if (finding.id, finding.message) not in seen:
             seen.add((finding.id, finding.message))
             unique.append(finding)
-    order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
-    return sorted(unique, key=lambda f: order[f.severity])
+    order = list(Severity)  # error, warning, info
+    return sorted(unique, key=lambda f: order.index(f.severity))
 
 
 def build_url(params: dict[str, str], *, password: str | None) -> str:
