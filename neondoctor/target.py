@@ -334,7 +334,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         found = TargetText(found, source)
     findings: list[Finding] = []
     redactor = Redactor([found.password_default])
-    text = _clean_input(found.text, findings, redactor)
+    text = _clean_input(found.text, findings)
     driver: str | None = None
     scheme: str | None = None
     form = "libpq-env" if found.source == "libpq-env" else "keyvalue"
@@ -423,7 +423,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
     )
 
 
-def _clean_input(text: str, findings: list[Finding], redactor: Redactor) -> str:
+def _clean_input(text: str, findings: list[Finding]) -> str:
     if len(text) > MAX_INPUT_CHARS:
         findings.append(
             Finding(
