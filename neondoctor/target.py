@@ -357,7 +357,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         _query_password_regions(text, redactor)
         _query_password_regions(fixed_text, redactor)
     else:
-        if re.match(r"^jdbc:postgresql:", text, re.IGNORECASE):
+        if re.match(r"(?i)jdbc:postgresql:", text):
             findings.append(
                 Finding(
                     "url-jdbc-short-form",
@@ -371,7 +371,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         fixed_text = text
 
     literal_params, libpq_error = _libpq_parse(text, redactor)
-    params, fixed_error = _libpq_parse(fixed_text, redactor) if fixed_text != text else (literal_params, libpq_error)
+    params, fixed_error = _libpq_parse(fixed_text, redactor)
     if intent is not None:
         _password_findings(intent, literal_params, libpq_error, params, findings, redactor)
         params = _in_written_order(params, intent.query)
@@ -387,6 +387,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
     if "password" in from_env:
         password_source = "PGPASSWORD"
     redactor.add(params.get("password"))
+    redactor.add(params.get("sslpassword"))  # the client key's passphrase
 
     shown = {redactor.fragment(k) or MASK: redactor.fragment(v) or "" for k, v in dropped.items()}
     _param_findings(params, shown, form, driver, findings)
@@ -549,7 +550,7 @@ def _query_password_regions(text: str, redactor: Redactor) -> None:
     """``?password=…`` in a URL's query (JDBC writes it there): secret up to the next ``&key=`` whose key is a
     real libpq or driver parameter, or the end (an unencoded ``&`` inside the password stays inside)."""
     known = libpq_keywords() | set(PRISMA_PARAMS) | set(DRIVER_PARAMS) | {"applicationname"}
-    for match in re.finditer(r"[?&;]password=", text, re.IGNORECASE):
+    for match in re.finditer(r"(?i)[?&;]password=", text):
         start = match.end()
         end = len(text)
         for following in re.finditer(r"[&;#](?P<key>[A-Za-z_]+)=", text[start:]):
@@ -562,7 +563,7 @@ def _query_password_regions(text: str, redactor: Redactor) -> None:
 def _keyvalue_password_regions(text: str, redactor: Redactor) -> None:
     """``password=…`` in a key=value string: a quoted value to its closing quote; an unquoted one up to
     the next ``key=`` (a password with a space, unquoted, is still hidden whole)."""
-    for match in re.finditer(r"(?:^|\s)password\s*=\s*", text, re.IGNORECASE):
+    for match in re.finditer(r"(?i)(?:^|\s)password\s*=\s*", text):
         start = match.end()
         if text[start : start + 1] == "'":
             quoted = re.compile(r"'((?:[^'\\]|\\.)*)('?)").match(text, start)

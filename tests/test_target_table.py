@@ -22,7 +22,7 @@ from neondoctor.target import LIBPQ_ENV
 TABLE = Path(__file__).parent / "data" / "url_json_table.json"
 NEON = "ep-cool-breeze-123456.us-east-2.aws.neon.tech"
 POOLER = "ep-cool-breeze-123456-pooler.us-east-2.aws.neon.tech"
-SECRETS = ("s3cretPw9", "hunter2hunter2", "tig3rPw", "jdbcS3cret")
+SECRETS = ("s3cretPw9", "hunter2hunter2", "tig3rPw", "jdbcS3cret", "t0pSecretKey9")
 
 CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     # schemes and driver prefixes
@@ -110,6 +110,7 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
                                        {}),
     "query-value-with-space": (["postgresql://db.example.com/app?application_name=my%20app"], {}),
     "user-with-slash": (["host=db.example.com user=a/b dbname=app"], {}),
+    "sslpassword-is-a-secret": (["postgresql://alice@db.example.com/app?sslpassword=t0pSecretKey9&sslkey=/k.pem"], {}),
     "query-password": (["postgresql://db.example.com/app?user=alice&password=s3cretPw9&sslmode=require"], {}),
     "query-password-semicolon": (["postgresql://db.example.com/app?password=s3cret;Pw9"], {}),
     # sslmode, channel binding, ports
