@@ -46,8 +46,8 @@ SELECTION: dict[str, list[str]] = {
         "tests/test_crash.py", "tests/test_check_runner.py", "tests/test_check_forms.py", *NOT_REAL_SERVER,
     ],
     "neondoctor/target.py": [
-        "tests/test_url.py", "tests/test_redaction.py", "tests/test_check_forms.py", "tests/test_check_runner.py",
-        "tests/test_check_neon.py", *NOT_REAL_SERVER,
+        "tests/test_url.py", "tests/test_target_table.py", "tests/test_redaction.py", "tests/test_check_forms.py",
+        "tests/test_check_runner.py", "tests/test_check_neon.py", *NOT_REAL_SERVER,
     ],
     "neondoctor/rules.py": ["tests/test_rules_engine.py", "tests/test_rule_examples.py", "tests/test_explain_cli.py"],
     "neondoctor/explain.py": ["tests/test_explain_cli.py", "tests/test_rules_engine.py", "tests/test_pasted_logs.py"],

@@ -8,6 +8,7 @@ modules that only need redaction do not pay for it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import unicodedata
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from neondoctor.redact import MASK, Redactor
 
@@ -250,7 +251,7 @@ class Target:
                 "password_source": self.password_source,
                 "from_env": {key: ENV_NAMES[key] for key in self.from_env},
                 "host": host or None,
-                "hosts": [{"host": h or None, "port": p} for (h, _), p in zip(self.hosts, ports, strict=True)]
+                "hosts": [{"host": h or None, "port": ports[i]} for i, (h, _) in enumerate(self.hosts)]
                 if host and "," in host
                 else None,
                 "port": ports[0],
@@ -287,17 +288,15 @@ def find_target(
     if argument is not None:
         return TargetText(argument, "argument", defaults)
     if env_file is not None:
-        values = _read_env_file(Path(env_file))
-        if not values.get(name):
+        text = _read_env_file(Path(env_file)).get(name)
+        if not text:
             raise NoTarget(f"{name} is not set in {env_file}")
-        return TargetText(values[name] or "", f"env-file:{env_file}", defaults)
+        return TargetText(text, f"env-file:{env_file}", defaults)
     if environ.get(name):
         return TargetText(environ[name], f"env:{name}", defaults)
     dotenv_path = (cwd or Path.cwd()) / ".env"
-    if dotenv_path.is_file():
-        values = _read_env_file(dotenv_path)
-        if values.get(name):
-            return TargetText(values[name] or "", f"dotenv:{dotenv_path}", defaults)
+    if dotenv_path.is_file() and (text := _read_env_file(dotenv_path).get(name)):
+        return TargetText(text, f"dotenv:{dotenv_path}", defaults)
     if defaults.keys() & {"host", "hostaddr", "dbname", "user", "service"}:
         return TargetText(" ".join(f"{k}={_quote_kv(v)}" for k, v in defaults.items()), "libpq-env")
     where = f"{name} is not set" + (f", and {dotenv_path} has none" if dotenv_path.is_file() else "")
@@ -343,7 +342,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         found = TargetText(found, source)
     findings: list[Finding] = []
     redactor = Redactor([found.password_default])
-    text = _clean_input(found.text, findings, redactor)
+    text = _clean_input(found.text, findings)
     driver: str | None = None
     scheme: str | None = None
     form = "libpq-env" if found.source == "libpq-env" else "keyvalue"
@@ -358,7 +357,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         intent = _read_url(text[url.end() :])
         if intent.password_span:
             redactor.add_region(text, url.end() + intent.password_span[0], url.end() + intent.password_span[1])
-        redactor.add(_unquote(intent.password_raw or ""))
+        redactor.add(unquote(intent.password_raw or ""))
         _scheme_findings(scheme, driver, bool(url.group("jdbc")), findings)
         fixed_text, dropped, fixed_span = _libpq_url(scheme, intent, jdbc=bool(url.group("jdbc")), driver=driver)
         if fixed_span:
@@ -366,7 +365,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         _query_password_regions(text, redactor)
         _query_password_regions(fixed_text, redactor)
     else:
-        if re.match(r"^jdbc:postgresql:", text, re.IGNORECASE):
+        if re.match(r"(?i)jdbc:postgresql:", text):
             findings.append(
                 Finding(
                     "url-jdbc-short-form",
@@ -380,9 +379,9 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
         fixed_text = text
 
     literal_params, libpq_error = _libpq_parse(text, redactor)
-    params, fixed_error = _libpq_parse(fixed_text, redactor) if fixed_text != text else (literal_params, libpq_error)
+    params, fixed_error = _libpq_parse(fixed_text, redactor)
     if intent is not None:
-        _password_findings(intent, literal_params, libpq_error, findings, redactor)
+        _password_findings(intent, literal_params, libpq_error, params, findings, redactor)
         params = _in_written_order(params, intent.query)
     if fixed_error:
         findings.append(_libpq_error_finding(fixed_error, form))
@@ -396,13 +395,14 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
     if "password" in from_env:
         password_source = "PGPASSWORD"
     redactor.add(params.get("password"))
+    redactor.add(params.get("sslpassword"))  # the client key's passphrase
 
     shown = {redactor.fragment(k) or MASK: redactor.fragment(v) or "" for k, v in dropped.items()}
     _param_findings(params, shown, form, driver, findings)
     if driver == "asyncpg" and dropped.get("ssl") in SSLMODES and "sslmode" not in params and not fixed_error:
         params["sslmode"] = dropped["ssl"]
     _host_findings(params, findings)
-    neon = neon_host(params.get("host", "").split(",")[0])
+    neon = neon_host(params["host"].split(",")[0] if "host" in params else None)
     _neon_findings(neon, params, driver, findings)
     if form == "jdbc":
         findings.append(
@@ -432,7 +432,7 @@ def parse_target(found: TargetText | str, source: str = "argument") -> Target:
     )
 
 
-def _clean_input(text: str, findings: list[Finding], redactor: Redactor) -> str:
+def _clean_input(text: str, findings: list[Finding]) -> str:
     if len(text) > MAX_INPUT_CHARS:
         findings.append(
             Finding(
@@ -523,8 +523,6 @@ def _userinfo_end(rest: str) -> int:
     real libpq or driver keyword (``?application_name=me@laptop``).
     """
     at = rest.rfind("@")
-    if at == -1:
-        return -1
     known = libpq_keywords() | set(PRISMA_PARAMS) | set(DRIVER_PARAMS)
     starts = [-1] + [i for i, c in enumerate(rest[:at]) if c == "@"]
     for start in starts:
@@ -540,14 +538,13 @@ def _read_url(rest: str) -> _Intent:
     at = _userinfo_end(rest)
     if at != -1:
         userinfo, rest = rest[:at], rest[at + 1 :]
-        user, colon, password = userinfo.partition(":")
+        user, _, password = userinfo.partition(":")
         intent.user = user
-        intent.password_raw = password if colon else None
-        if colon and password:
+        intent.password_raw = password or None
+        if password:
             intent.password_span = (len(user) + 1, at)
-    authority_end = min((i for i in (rest.find("/"), rest.find("?")) if i != -1), default=len(rest))
-    intent.hostport = rest[:authority_end]
-    rest = rest[authority_end:]
+    intent.hostport = re.match(r"[^/?]*", rest).group()  # type: ignore[union-attr]
+    rest = rest[len(intent.hostport) :]
     if rest.startswith("/"):
         path, _, query = rest[1:].partition("?")
         intent.path = path
@@ -560,8 +557,8 @@ def _read_url(rest: str) -> _Intent:
 def _query_password_regions(text: str, redactor: Redactor) -> None:
     """``?password=…`` in a URL's query (JDBC writes it there): secret up to the next ``&key=`` whose key is a
     real libpq or driver parameter, or the end (an unencoded ``&`` inside the password stays inside)."""
-    known = libpq_keywords() | set(PRISMA_PARAMS) | set(DRIVER_PARAMS) | {"currentSchema", "ApplicationName"}
-    for match in re.finditer(r"[?&;]password=", text, re.IGNORECASE):
+    known = libpq_keywords() | set(PRISMA_PARAMS) | set(DRIVER_PARAMS) | {"applicationname"}
+    for match in re.finditer(r"(?i)[?&;]password=", text):
         start = match.end()
         end = len(text)
         for following in re.finditer(r"[&;#](?P<key>[A-Za-z_]+)=", text[start:]):
@@ -574,7 +571,7 @@ def _query_password_regions(text: str, redactor: Redactor) -> None:
 def _keyvalue_password_regions(text: str, redactor: Redactor) -> None:
     """``password=…`` in a key=value string: a quoted value to its closing quote; an unquoted one up to
     the next ``key=`` (a password with a space, unquoted, is still hidden whole)."""
-    for match in re.finditer(r"(?:^|\s)password\s*=\s*", text, re.IGNORECASE):
+    for match in re.finditer(r"(?i)(?:^|\s)password\s*=\s*", text):
         start = match.end()
         if text[start : start + 1] == "'":
             quoted = re.compile(r"'((?:[^'\\]|\\.)*)('?)").match(text, start)
@@ -583,10 +580,6 @@ def _keyvalue_password_regions(text: str, redactor: Redactor) -> None:
             continue
         following = re.compile(r"\s+[A-Za-z_]+\s*=").search(text, start)
         redactor.add_region(text, start, following.start() if following else len(text.rstrip()))
-
-
-def _unquote(text: str) -> str:
-    return unquote(text, errors="replace")
 
 
 def _scheme_findings(scheme: str, driver: str | None, jdbc: bool, findings: list[Finding]) -> None:
@@ -638,17 +631,17 @@ def _libpq_url(
     scheme: str, intent: _Intent, *, jdbc: bool, driver: str | None = None
 ) -> tuple[str, dict[str, str], tuple[int, int] | None]:
     """Rebuild the URL for libpq: plain scheme, password encoded as the user meant it, driver-only
-    query parameters set aside. Also returns where the password sits in the rebuilt URL."""
-    base = "postgresql" if scheme in ("postgresql", "postgres") else scheme
+    query parameters set aside. Also returns where the password sits in the rebuilt URL. The scheme stays as
+    written, lower-cased and without its +driver (libpq reads postgres:// and postgresql:// alike)."""
     userinfo = ""
     span = None
     if intent.user is not None:
         userinfo = intent.user
         password = intent.password_raw
         if password is not None:
-            shown = quote(_unquote(password), safe="") if _needs_encoding(password) else password
-            start = len(base) + 3 + len(userinfo) + 1
-            span = (start, start + len(shown)) if shown else None
+            shown = _encoded(unquote(password)) if _needs_encoding(password) else password
+            start = len(scheme) + 3 + len(userinfo) + 1
+            span = (start, start + len(shown))  # an empty password is None (see _read_url)
             userinfo += ":" + shown
         userinfo += "@"
     kept: list[tuple[str, str]] = []
@@ -660,38 +653,34 @@ def _libpq_url(
             kept.append((key, value))
         else:
             dropped[key] = value
-    if jdbc and dropped.get("ssl", "").lower() in ("", "true") and "ssl" in dropped and "sslmode" not in dict(kept):
+    if jdbc and "ssl" in dropped and dropped["ssl"].lower() in ("", "true") and "sslmode" not in dict(kept):
         # pgjdbc: ssl=true alone means verify-full against Java's trust store
         # (https://jdbc.postgresql.org/documentation/ssl/#configuring-the-client).
         kept.append(("sslmode", "verify-full"))
         if "sslrootcert" not in dict(kept) and libpq_version_at_least(160000):
             kept.append(("sslrootcert", "system"))
-    query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in kept)
+    query = urlencode(kept, quote_via=quote)
     path = "" if intent.path is None else "/" + intent.path
-    return f"{base}://{userinfo}{intent.hostport}{path}" + (f"?{query}" if query else ""), dropped, span
+    return f"{scheme}://{userinfo}{intent.hostport}{path}" + (f"?{query}" if query else ""), dropped, span
 
 
 def _in_written_order(params: dict[str, str], query: str) -> dict[str, str]:
-    written = [key for key, _ in parse_qsl(query, keep_blank_values=True)]
-    rank = {key: written.index(key) if key in written else -1 for key in params}
-    return dict(sorted(params.items(), key=lambda item: rank[item[0]]))
+    """The parameters not in the query (user, host, …) first, then the query's in the order written."""
+    written = dict.fromkeys(key for key, _ in parse_qsl(query, keep_blank_values=True))
+    unwritten = {key: value for key, value in params.items() if key not in written}
+    return unwritten | {key: params[key] for key in written if key in params}
 
 
 def _needs_encoding(raw: str) -> bool:
     return bool(re.search(r"[@/?# ]|%(?![0-9a-fA-F]{2})", raw))
 
 
-_KEYWORDS: frozenset[str] | None = None
-
-
+@functools.cache
 def libpq_keywords() -> frozenset[str]:
     """The connection keywords of the libpq that psycopg loads."""
-    global _KEYWORDS
-    if _KEYWORDS is None:
-        from psycopg import pq
+    from psycopg import pq
 
-        _KEYWORDS = frozenset(o.keyword.decode() for o in pq.Conninfo.get_defaults())
-    return _KEYWORDS
+    return frozenset(o.keyword.decode() for o in pq.Conninfo.get_defaults())
 
 
 def libpq_version_at_least(number: int) -> bool:
@@ -701,10 +690,11 @@ def libpq_version_at_least(number: int) -> bool:
 
 
 def libpq_version() -> str:
+    """MAJOR.MINOR of the libpq psycopg loads (psycopg 3 supports libpq 10 and later, numbered MMmmmm)."""
     from psycopg import pq
 
     version = pq.version()
-    return f"{version // 10000}.{version % 100}" if version >= 100000 else f"{version // 10000}.{version // 100 % 100}"
+    return f"{version // 10000}.{version % 100}"
 
 
 def _libpq_parse(text: str, redactor: Redactor) -> tuple[dict[str, str], str | None]:
@@ -753,17 +743,21 @@ def _password_findings(
     intent: _Intent,
     literal: dict[str, str],
     literal_error: str | None,
+    meant: dict[str, str],
     findings: list[Finding],
     redactor: Redactor,
 ) -> None:
-    raw = intent.password_raw or ""
+    """``literal``: libpq's reading of the string as written; ``meant``: of the string with the password encoded."""
+    if not intent.password_raw:
+        return
+    raw = intent.password_raw
     reserved = sorted({c for c in raw if c in "@/?# "})
     if re.search(r"%(?![0-9a-fA-F]{2})", raw):
         reserved.append("%")
     if not reserved:
         return
-    encodings = ", ".join(f"'{c}' → {quote(c, safe='')}" for c in reserved)
-    if reserved == ["#"] and not literal_error and literal.get("password") == _unquote(raw):
+    encodings = ", ".join(f"'{c}' → %{ord(c):02X}" for c in reserved)
+    if reserved == ["#"] and not literal_error and literal == meant:
         findings.append(
             Finding(
                 "url-password-hash",
@@ -778,7 +772,7 @@ def _password_findings(
     severity = Severity.ERROR
     if literal_error:
         reads = f"libpq cannot parse it at all ({literal_error}), not host {intent.hostport!r}"
-    elif literal.get("password") == _unquote(raw) and literal.get("host") == intent.hostport.rsplit(":", 1)[0]:
+    elif literal == meant:
         severity = Severity.WARNING
         reads = (
             "libpq happens to read it whole, but most other URL parsers (JDBC, node-postgres, Prisma, Python's "
@@ -855,7 +849,7 @@ def _param_findings(
     if sslmode is not None and sslmode not in SSLMODES:
         import difflib
 
-        guess = difflib.get_close_matches(sslmode.lower(), SSLMODES, n=1, cutoff=0.5)
+        guess = difflib.get_close_matches(sslmode.lower(), SSLMODES, cutoff=0.5)  # best first
         findings.append(
             Finding(
                 "url-invalid-sslmode",
@@ -978,7 +972,7 @@ def _host_findings(params: dict[str, str], findings: list[Finding]) -> None:
 
 def neon_host(host: str | None) -> NeonHost | None:
     """The parts of a Neon host name (endpoint id, region, cloud, pooled, cell); None for any other host."""
-    match = NEON_HOST.match((host or "").strip().rstrip("."))
+    match = NEON_HOST.match(host.strip().rstrip(".")) if host else None
     if not match:
         return None
     return NeonHost(
@@ -1078,8 +1072,8 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
         if (finding.id, finding.message) not in seen:
             seen.add((finding.id, finding.message))
             unique.append(finding)
-    order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
-    return sorted(unique, key=lambda f: order[f.severity])
+    order = list(Severity)  # error, warning, info
+    return sorted(unique, key=lambda f: order.index(f.severity))
 
 
 def build_url(params: dict[str, str], *, password: str | None) -> str:
@@ -1087,18 +1081,23 @@ def build_url(params: dict[str, str], *, password: str | None) -> str:
     user = params.get("user")
     userinfo = ""
     if user or password:
-        userinfo = quote(user or "", safe="")
+        userinfo = _encoded(user or "")
         if password:
-            userinfo += ":" + (password if password == MASK else quote(password, safe=""))
+            userinfo += ":" + (password if password == MASK else _encoded(password))
         userinfo += "@"
     hosts = []
     for host, port in _host_port_strings(params):
-        shown = f"[{host}]" if ":" in host else quote(host, safe="/")
+        shown = f"[{host}]" if ":" in host else quote(host)  # a socket directory keeps its '/'
         hosts.append(shown + (f":{port}" if port else ""))
-    path = "/" + quote(params["dbname"], safe="") if "dbname" in params else ""
+    path = "/" + _encoded(params["dbname"]) if "dbname" in params else ""
     skip = {"user", "password", "host", "port", "dbname"}
-    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items() if k not in skip)
+    query = urlencode({k: v for k, v in params.items() if k not in skip}, quote_via=quote)
     return f"postgresql://{userinfo}{','.join(hosts)}{path}" + (f"?{query}" if query else "")
+
+
+def _encoded(text: str) -> str:
+    """Every character a URL reserves, '/' included, percent-encoded."""
+    return quote(text, safe="")
 
 
 def _host_port_strings(params: dict[str, str]) -> list[tuple[str, str]]:

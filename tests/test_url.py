@@ -482,3 +482,72 @@ def test_env_file_that_cannot_be_read_is_one_line_and_exit_2(tmp_path: Path) -> 
     result = CliRunner().invoke(cli, ["url", "--env-file", str(tmp_path / "dir.env")], env={"NO_COLOR": "1"})
     assert result.exit_code == 2
     assert result.stderr == f"neondoctor: error: cannot read {tmp_path / 'dir.env'}: Is a directory\n"
+
+
+def test_an_empty_variable_falls_through_to_dotenv(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DATABASE_URL=postgresql://dotenv@dotenv.example/db\n")
+    _, report = _run([], {"DATABASE_URL": ""}, tmp_path)
+    assert report["source"] == f"dotenv:{tmp_path / '.env'}" and report["host"] == "dotenv.example"
+
+
+def test_dotenv_without_the_variable_is_named_in_the_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("OTHER=1\nDATABASE_URL=\n")
+    code, report = _run([], {"PGPORT": "5433"}, tmp_path)
+    assert code == 2
+    assert report["stderr"] == (
+        "neondoctor: error: no connection string: pass one as an argument, set DATABASE_URL, or use --env-file FILE "
+        f"(DATABASE_URL is not set, and {tmp_path / '.env'} has none)\n"
+    )
+
+
+def test_a_dotenv_directory_is_not_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").mkdir()
+    code, report = _run([], {}, tmp_path)
+    assert code == 2
+    assert report["stderr"].endswith("(DATABASE_URL is not set)\n")
+
+
+def test_env_file_with_an_empty_value_is_exit_2(tmp_path: Path) -> None:
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("DATABASE_URL=\n")
+    code, report = _run(["--env-file", str(env_file)], {}, tmp_path)
+    assert code == 2 and report["stderr"] == f"neondoctor: error: DATABASE_URL is not set in {env_file}\n"
+
+
+def test_env_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("DATABASE_URL=postgresql://alice@café.example/app\n", encoding="utf-8")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "neondoctor", "url", "--json", "--env-file", str(env_file)],
+        env=env, capture_output=True, timeout=60,
+    )
+    report = json.loads(proc.stdout)
+    assert report["host"] == "café.example"
+    ids = {f["id"] for f in report["findings"]}
+    assert "url-non-ascii-host" in ids and "url-control-characters" not in ids
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999", "x"])
+def test_a_port_libpq_cannot_use_is_an_error_and_target_hosts_falls_back_to_5432(port: str) -> None:
+    target = parse_target(f"host=db.example.com port={port} dbname=app")
+    assert (target.source, [f.id for f in target.findings]) == ("argument", ["url-invalid-port"])
+    assert target.hosts == [("db.example.com", 5432)]
+    assert parse_target("host=db.example.com port=65535 dbname=app").hosts == [("db.example.com", 65535)]
+
+
+@pytest.mark.parametrize("where", ["env", "env-file", "dotenv"])
+def test_pgpassword_fills_a_string_from_any_source(where: str, tmp_path: Path) -> None:
+    line = "DATABASE_URL=postgresql://alice@db.example.com/app"
+    env = {"PGPASSWORD": "hunter2hunter2"}
+    args: list[str] = []
+    if where == "env":
+        env["DATABASE_URL"] = line.partition("=")[2]
+    elif where == "env-file":
+        (tmp_path / "prod.env").write_text(line + "\n")
+        args = ["--env-file", str(tmp_path / "prod.env")]
+    else:
+        (tmp_path / ".env").write_text(line + "\n")
+    _, report = _run(args, env, tmp_path)
+    assert (report["password"], report["password_source"], report["host"]) == ("set", "PGPASSWORD", "db.example.com")
+    assert "hunter2hunter2" not in json.dumps(report)
