@@ -1,0 +1,274 @@
+"""What the tls line says, word for word, about a certificate under each sslmode and root (a scripted TLS peer).
+
+The peer's certificate comes from the test CA for localhost, the loopback addresses and Neon's wildcards; the
+system's roots do not know that CA, so it stands for a private CA (or, on a Neon host, an intercepting proxy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from peers import NeonPresets
+from test_probe_tls import chain
+
+NEON_HOST = "ep-cool-darkness-123456.us-east-2.aws.neon.tech"
+OTHER_HOST = "db.example.invalid"
+NAMES = "localhost, 127.0.0.1, ::1, *.us-east-2.aws.neon.tech, *.c-2.us-east-2.aws.neon.tech, *.neon.invalid"
+MITM = "a man-in-the-middle would go unnoticed"
+
+
+@pytest.fixture(autouse=True)
+def no_default_root_cert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def peer(pg_protocol_peer: Any) -> Any:
+    return pg_protocol_peer(NeonPresets.accepts)
+
+
+@pytest.fixture
+def other_ca(tmp_path: Path) -> str:
+    path = tmp_path / "other-ca.pem"
+    trustme.CA(organization_name="Other CA").cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+def described(result: Any) -> str:
+    cert, details = result.details["certificate"], result.details
+    return f"certificate for localhost from neondoctor test CA, {cert['days_left']} days left; {details['protocol']}"
+
+
+def said(result: Any) -> tuple[str, str, str | None, bool, list[str] | None]:
+    return str(result.status), result.summary, result.next_step, result.exact_next_step, result.details.get("notes")
+
+
+def test_verify_full_that_holds(peer: Any) -> None:
+    result, _ = chain(peer.url(host="localhost", sslmode="verify-full", sslrootcert=str(peer.ca_path)))
+    assert said(result) == (
+        "pass",
+        f"TLS works: {described(result)}; verified against sslrootcert {peer.ca_path} and the host name matches",
+        None, False, None,
+    )
+    assert result.matches == []
+    assert result.details["verification"] == {
+        "against": f"sslrootcert {peer.ca_path}", "chain": "ok", "chain_error": None, "chain_problem": None,
+        "certificates_served": 1, "hostname": "match", "libpq_checks": "chain and host name",
+    }
+
+
+def test_verify_full_with_a_host_the_certificate_does_not_list(peer: Any) -> None:
+    result, _ = chain(peer.url(host=OTHER_HOST, hostaddr="127.0.0.1", sslmode="verify-full",
+                               sslrootcert=str(peer.ca_path)))
+    assert said(result) == (
+        "fail",
+        f"the certificate is for {NAMES}, not {OTHER_HOST}: sslmode=verify-full checks the host name and rejects it",
+        "Connect with a host name the certificate lists, or fix the server's certificate (sslmode=verify-ca skips "
+        "the name check)",
+        False, None,
+    )
+    assert result.matches[0]["id"] == "tls-hostname-mismatch"
+    assert result.matches[0]["excerpt"] == (
+        f'server certificate for "localhost" (and 5 other names) does not match host name "{OTHER_HOST}"'
+    )
+    assert result.details["verification"]["hostname"] == "mismatch"
+
+
+@pytest.mark.parametrize(
+    ("mode", "host", "note", "checks"),
+    [
+        ("verify-ca", OTHER_HOST, f"the certificate does not list {OTHER_HOST}: sslmode=verify-full would reject it",
+         "chain"),
+        ("verify-ca", "localhost", "the host name matches too: sslmode=verify-full would also pass", "chain"),
+        ("require", "localhost", "the host name matches too: sslmode=verify-full would also pass", "chain"),
+        ("prefer", OTHER_HOST, f"the certificate does not list {OTHER_HOST}: sslmode=verify-full would reject it",
+         "chain"),
+    ],
+)
+def test_a_chain_checked_against_a_root_file_notes_what_verify_full_would_say(
+    peer: Any, mode: str, host: str, note: str, checks: str
+) -> None:
+    result, _ = chain(peer.url(host=host, hostaddr="127.0.0.1", sslmode=mode, sslrootcert=str(peer.ca_path)))
+    assert said(result) == (
+        "pass", f"TLS works: {described(result)}; verified against sslrootcert {peer.ca_path}", None, False, [note]
+    )
+    assert result.details["verification"]["libpq_checks"] == checks
+
+
+def test_the_default_root_file_is_named_as_libpqs_default(peer: Any, tmp_path: Path) -> None:
+    default = tmp_path / ".postgresql" / "root.crt"
+    default.parent.mkdir()
+    default.write_bytes(Path(peer.ca_path).read_bytes())
+    result, _ = chain(peer.url(host="localhost", sslmode="verify-full"))
+    assert result.summary == (
+        f"TLS works: {described(result)}; verified against {default} (libpq's default) and the host name matches"
+    )
+
+
+@pytest.mark.parametrize("mode", ["require", "prefer"])
+def test_an_unchecked_private_ca_warns_of_a_man_in_the_middle(peer: Any, mode: str) -> None:
+    result, _ = chain(peer.url(host="localhost", sslmode=mode))
+    assert said(result) == (
+        "warn",
+        f"TLS works: {described(result)}; sslmode={mode} accepts this certificate without checking it (unable to get "
+        f"local issuer certificate): the traffic is encrypted, but {MITM}",
+        "Get the CA certificate that signed the server's certificate and use "
+        "sslmode=verify-full&sslrootcert=/path/to/ca.pem",
+        False, None,
+    )
+    assert result.details["verification"] == {
+        "against": "the system's trusted roots (libpq itself checks nothing)", "chain": "failed",
+        "chain_error": "unable to get local issuer certificate", "chain_problem": "incomplete-chain",
+        "certificates_served": 1, "hostname": "match", "libpq_checks": "nothing",
+    }
+
+
+def test_sslmode_allow_warns_that_plain_text_comes_first(peer: Any) -> None:
+    result, _ = chain(peer.url(host="localhost", sslmode="allow"))
+    status, summary, step, _, _ = said(result)
+    assert (status, step) == ("warn", "Get the CA certificate that signed the server's certificate and use "
+                                      "sslmode=verify-full&sslrootcert=/path/to/ca.pem")
+    assert summary.endswith(
+        f"the traffic is encrypted, but {MITM}; but sslmode=allow first tries without TLS, so libpq uses plain text "
+        "whenever the server allows it"
+    )
+    trusted, _ = chain(peer.url(host="localhost", sslmode="allow", sslrootcert=str(peer.ca_path)))
+    assert said(trusted) == (
+        "warn",
+        f"TLS works: {described(trusted)}; sslmode=allow does not check the certificate, but it verifies against "
+        f"sslrootcert {peer.ca_path}; but sslmode=allow first tries without TLS, so libpq uses plain text whenever "
+        "the server allows it",
+        "Use sslmode=require (or verify-full)",
+        False,
+        ["sslmode=verify-full&sslrootcert=system (libpq >= 16) would also protect against a man-in-the-middle"],
+    )
+
+
+def test_a_trusted_certificate_for_another_name_under_allow(peer: Any) -> None:
+    result, _ = chain(peer.url(host=OTHER_HOST, hostaddr="127.0.0.1", sslmode="allow", sslrootcert=str(peer.ca_path)))
+    assert said(result) == (
+        "warn",
+        f"TLS works: {described(result)}; the certificate is trusted but does not list {OTHER_HOST}: sslmode=allow "
+        "accepts it, verify-full would not; but sslmode=allow first tries without TLS, so libpq uses plain text "
+        "whenever the server allows it",
+        "Use a host name the certificate lists, or fix the certificate before moving to verify-full",
+        False, None,
+    )
+    assert result.matches[0]["excerpt"] == (
+        f'server certificate for "localhost" (and 5 other names) does not match host name "{OTHER_HOST}"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "tail"),
+    [
+        ("verify-full", "fail", "sslmode=verify-full checks the certificate chain and rejects it"),
+        ("verify-ca", "fail", "sslmode=verify-ca checks the certificate chain and rejects it"),
+        ("require", "fail", "sslmode=require checks the chain like verify-ca because a root certificate is present "
+                            "({root}) and rejects it"),
+        ("prefer", "warn", "sslmode=prefer checks the chain like verify-ca because a root certificate is present "
+                           "({root}), fails, and falls back to a connection without TLS"),
+    ],
+)
+def test_a_root_file_that_did_not_sign_the_certificate(
+    peer: Any, other_ca: str, mode: str, status: str, tail: str
+) -> None:
+    result, _ = chain(peer.url(host="localhost", sslmode=mode, sslrootcert=other_ca))
+    assert said(result) == (
+        status,
+        f"the server's certificate does not verify against sslrootcert {other_ca}: unable to get local issuer "
+        "certificate (the server sends only its own certificate, issued by 'neondoctor test CA', and not the "
+        f"intermediate that links it to a trusted root); {tail.format(root=other_ca)}",
+        "Serve the full chain: put the server certificate followed by its intermediate CA certificate(s) ('neondoctor "
+        "test CA') in the server's ssl_cert_file and reload; or, if 'neondoctor test CA' is itself your private root, "
+        "point sslrootcert at it",
+        True, None,
+    )
+    assert [(m["id"], m["excerpt"]) for m in result.matches[:1]] == [
+        ("tls-cert-verify-failed", "SSL error: certificate verify failed")
+    ]
+    assert result.details["connections"] == 2
+
+
+# --------------------------------------------------------------------------- Neon
+
+
+INTERCEPTED = (
+    f"the certificate for {NEON_HOST} was issued by 'neondoctor test CA', which no public CA vouches for, while "
+    "Neon's certificates chain to a public root: something between you and Neon intercepts TLS (a corporate proxy, "
+    "antivirus or VPN that inspects traffic)"
+)
+INTERCEPTED_STEP = (
+    "Something intercepts TLS: ask the network admin to exempt *.neon.tech from TLS inspection, or connect from "
+    "another network; trust the proxy's CA (sslrootcert) only if you trust whoever runs it"
+)
+
+
+@pytest.mark.parametrize("mode", ["require", "prefer"])
+def test_neon_behind_an_intercepting_proxy_without_verification(peer: Any, mode: str) -> None:
+    result, _ = chain(peer.url(host=NEON_HOST, hostaddr="127.0.0.1", sslmode=mode))
+    assert said(result) == (
+        "warn",
+        INTERCEPTED + f"; sslmode={mode} checks nothing, so the proxy can read the password and every query",
+        INTERCEPTED_STEP, True, None,
+    )
+    assert result.matches[0]["excerpt"] == "SSL error: certificate verify failed"
+
+
+def test_neon_behind_an_intercepting_proxy_with_verify_full(peer: Any) -> None:
+    from psycopg import pq
+
+    if pq.version() < 160000:
+        pytest.skip("libpq < 16 reads sslrootcert=system as a file name")
+    result, _ = chain(peer.url(host=NEON_HOST, hostaddr="127.0.0.1", sslmode="verify-full", sslrootcert="system"))
+    assert said(result) == ("fail", INTERCEPTED + "; sslmode=verify-full rejects it", INTERCEPTED_STEP, True, None)
+    assert result.details["verification"]["against"] == "the system's trusted roots (sslrootcert=system)"
+
+
+def test_neon_with_its_own_root_file_is_not_called_intercepted(peer: Any) -> None:
+    result, _ = chain(peer.url(host=NEON_HOST, hostaddr="127.0.0.1", sslmode="verify-full",
+                               sslrootcert=str(peer.ca_path)))
+    assert str(result.status) == "pass"
+    assert result.summary.endswith(f"verified against sslrootcert {peer.ca_path} and the host name matches")
+
+
+def test_neon_with_sslmode_disable_is_refused(peer: Any) -> None:
+    result, _ = chain(peer.url(host=NEON_HOST, hostaddr="127.0.0.1", sslmode="disable"))
+    assert said(result) == (
+        "fail",
+        "sslmode=disable: Neon refuses connections without TLS (connection is insecure)",
+        "Use sslmode=require, or better sslmode=verify-full&sslrootcert=system (libpq >= 16)",
+        False, None,
+    )
+    assert result.matches[0]["excerpt"] == "connection is insecure (try using `sslmode=require`)"
+
+
+def test_sslmode_disable_elsewhere_notes_plain_text(peer: Any) -> None:
+    result, _ = chain(peer.url(host="localhost", sslmode="disable"))
+    assert said(result) == (
+        "pass",
+        f"the server offers TLS ({described(result)}), but sslmode=disable will not use it",
+        None, False, ["with sslmode=disable everything, password authentication included, travels in plain text"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "params", "why"),
+    [
+        (NEON_HOST, {"hostaddr": "127.0.0.1", "sslsni": "0"}, "sslsni=0"),
+    ],
+)
+def test_neon_without_sni(peer: Any, host: str, params: dict[str, str], why: str) -> None:
+    result, _ = chain(peer.url(host=host, sslmode="require", **params))
+    assert said(result) == (
+        "fail",
+        f"no TLS SNI is sent ({why}), so Neon's proxy cannot tell which endpoint you want",
+        "Connect with the Neon host name and without sslsni=0, or add options=endpoint%3D<endpoint-id>",
+        False, None,
+    )
+    assert result.matches[0]["excerpt"] == "Endpoint ID is not specified"
