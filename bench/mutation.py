@@ -44,7 +44,9 @@ CHECK_TESTS = [
     "tests/test_check.py", "tests/test_check_forms.py", "tests/test_check_neon.py", "tests/test_check_options.py",
     "tests/test_check_runner.py", "tests/test_evidence.py", "tests/test_hostile_peers.py", "tests/test_probe_dns.py",
     "tests/test_probe_tcp.py", "tests/test_probe_tls.py", "tests/test_crash.py", "tests/test_report.py",
-    "tests/test_envfile.py",
+    "tests/test_envfile.py", "tests/test_check_verdicts.py", "tests/test_probe_url_words.py",
+    "tests/test_probe_dns_words.py", "tests/test_probe_tcp_words.py", "tests/test_probe_tls_words.py",
+    "tests/test_probe_tls_verdicts.py", "tests/test_probe_slots_words.py", "tests/test_probe_tables_words.py",
 ]
 """checklist.py and probes/: the check's own tests (the default selection also reads README.md, not copied)."""
 
