@@ -272,3 +272,78 @@ def test_neon_without_sni(peer: Any, host: str, params: dict[str, str], why: str
         False, None,
     )
     assert result.matches[0]["excerpt"] == "Endpoint ID is not specified"
+
+
+# ------------------------------------------------------------------ what is wrong with the chain (real servers)
+
+
+CLOCK = r"\d{4}-\d\d-\d\d \d\d:\d\d UTC"
+
+
+def chain_case(pg_factory: Any, pg: Any, mode: str, sslmode: str) -> tuple[Any, dict[str, Any]]:
+    cluster = pg_factory(ssl=mode)
+    root = {"sslrootcert": str(cluster.ca_path or pg.ca_path)} if sslmode == "verify-full" else {}
+    result, _ = chain(cluster.url(host="localhost", sslmode=sslmode, **root))
+    return result, result.details["certificate"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "error", "why", "step"),
+    [
+        ("expired", "certificate has expired", "it expired on {not_after}, 1 day ago",
+         r"Renew the server's certificate \(ssl_cert_file\) and reload the server; if it should still be valid, "
+         rf"check this machine's clock \(it says {CLOCK}\)"),
+        ("notyet", "certificate is not yet valid", "it is valid only from {not_before} UTC",
+         rf"Check the clock on this machine \(it says {CLOCK}\) and on the server that made the certificate; a "
+         r"certificate dated in the future must be reissued"),
+        ("nochain", "unable to get local issuer certificate",
+         "the server sends only its own certificate, issued by 'trustme v1.2.1', and not the intermediate that links "
+         "it to a trusted root",
+         r"Serve the full chain: put the server certificate followed by its intermediate CA certificate\(s\) "
+         r"\('trustme v1\.2\.1'\) in the server's ssl_cert_file and reload; or, if 'trustme v1\.2\.1' is itself your "
+         r"private root, point sslrootcert at it"),
+        ("selfsigned", "self-signed certificate", "the certificate signed itself",
+         r"Put the server's own certificate in sslrootcert \(it is its own root\), or give the server a certificate "
+         r"signed by a CA you trust"),
+    ],
+)
+def test_verify_full_names_what_is_wrong_with_the_chain(
+    pg_factory: Any, pg: Any, mode: str, error: str, why: str, step: str
+) -> None:
+    import re
+
+    result, cert = chain_case(pg_factory, pg, mode, "verify-full")
+    root = result.details["verification"]["against"]
+    why = why.format(not_after=cert["not_after"][:10], not_before=cert["not_before"][:16].replace("T", " "))
+    assert (str(result.status), result.summary, result.exact_next_step) == (
+        "fail", f"the server's certificate does not verify against {root}: {error} ({why}); sslmode=verify-full "
+        "checks the certificate chain and rejects it", True,
+    )
+    assert re.fullmatch(step, result.next_step or ""), result.next_step
+    assert result.details["verification"]["chain_error"] == error
+
+
+@pytest.mark.parametrize(
+    ("mode", "error", "word"),
+    [("expired", "certificate has expired", "expired"), ("notyet", "certificate is not yet valid", "not yet valid")],
+)
+def test_require_accepts_a_certificate_out_of_its_dates_only_because_it_checks_nothing(
+    pg_factory: Any, pg: Any, mode: str, error: str, word: str
+) -> None:
+    result, cert = chain_case(pg_factory, pg, mode, "require")
+    left = cert["days_left"]
+    validity = "expired 1 day ago" if left < 0 else f"{left} days left"
+    assert (str(result.status), result.summary, result.exact_next_step) == (
+        "warn",
+        f"TLS works: certificate for localhost from neondoctor test CA, {validity}; {result.details['protocol']}; "
+        f"sslmode=require accepts this certificate without checking it ({error}): the traffic is encrypted, but "
+        f"{MITM}; sslmode=require accepts the {word} certificate only because it checks nothing",
+        True,
+    )
+
+
+def test_a_self_signed_certificate_soon_to_expire_under_require(pg_factory: Any, pg: Any) -> None:
+    result, cert = chain_case(pg_factory, pg, "selfsigned", "require")
+    assert result.summary.startswith(f"TLS works: certificate for localhost from localhost, {cert['days_left']} days "
+                                     "left;")
+    assert cert["self_signed"] is True and cert["issuer"] == cert["subject"] == "CN=localhost"
