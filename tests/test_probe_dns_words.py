@@ -321,3 +321,12 @@ def test_a_hosts_file_name(resolve: Any) -> None:
     ips = [a.ip for a in ctx.addresses]
     assert said(result)[:3] == ("pass", f"LocalHost → {', '.join(ips)} (from /etc/hosts, no DNS query)", None)
     assert result.details["hosts"][0]["kind"] == "hosts-file"
+
+
+def test_a_name_dns_cannot_carry(resolve: Any, dns_server: Any) -> None:
+    host = "a" * 64 + ".test.invalid"
+    result, _ = resolve(f"postgresql://a@{host}/app", nameserver=dns_server({}))
+    assert said(result)[:3] == (
+        "fail", f"cannot resolve {host}: A DNS label is > 63 octets long.",
+        "Check the host name and the resolver configuration (/etc/resolv.conf)",
+    )

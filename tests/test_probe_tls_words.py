@@ -282,3 +282,10 @@ def test_direct_tls_with_a_mode_that_allows_plain_text_is_refused_like_libpq(fak
         f'weak sslmode "{mode}" may not be used with sslnegotiation=direct (use "require", "verify-ca", or '
         '"verify-full")',
     )
+
+
+def test_a_certificate_time_that_is_not_openssls_gmt_is_refused() -> None:
+    assert tls.cert_time("Jun  1 12:00:00 2030 GMT").isoformat() == "2030-06-01T12:00:00+00:00"
+    for text in ("Jun  1 12:00:00 2030 UTC", "Foo  1 12:00:00 2030 GMT"):
+        with pytest.raises(ValueError, match="is not OpenSSL's GMT time"):
+            tls.cert_time(text)
