@@ -6,6 +6,7 @@ system's roots do not know that CA, so it stands for a private CA (or, on a Neon
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -347,3 +348,69 @@ def test_a_self_signed_certificate_soon_to_expire_under_require(pg_factory: Any,
     assert result.summary.startswith(f"TLS works: certificate for localhost from localhost, {cert['days_left']} days "
                                      "left;")
     assert cert["self_signed"] is True and cert["issuer"] == cert["subject"] == "CN=localhost"
+
+
+# --------------------------------------------------------------------------- the details a healthy handshake leaves
+
+
+def test_the_details_of_a_verified_handshake(peer: Any) -> None:
+    result, ctx = chain(peer.url(host="localhost", sslmode="verify-full", sslrootcert=str(peer.ca_path)))
+    details = dict(result.details)
+    certificate, verification = details.pop("certificate"), details.pop("verification")
+    assert certificate["san"][:3] == ["DNS:localhost", "IP:127.0.0.1", "IP:::1"] and verification["chain"] == "ok"
+    handshake_ms, timeout_s = details.pop("handshake_ms"), details.pop("timeout_s")
+    assert details.pop("closed_with_close_notify") in (True, False)  # the peer may hang up first
+    assert 0 < handshake_ms < 1000 and 0 < timeout_s <= 5
+    assert details == {
+        "address": f"127.0.0.1:{peer.port}", "host": "localhost", "sni": "localhost", "sslmode": "verify-full",
+        "reused_tcp_connection": True, "negotiation": "postgres", "connections": 1, "server_answer": "S",
+        "tcp_connect_ms": ctx.facts["tcp_connect_ms"], "protocol": ctx.facts["tls_version"],
+        "cipher": ctx.facts["tls_cipher"], "cipher_bits": details["cipher_bits"], "alpn": "postgresql",
+        "chain_length": 1,
+    }
+    assert details["cipher_bits"] >= 128 and ctx.facts["tls_supported"] is True
+    assert ctx.facts["tls_handshake_ms"] == handshake_ms
+    assert peer.last.sni == "localhost" and peer.last.alpn == "postgresql"
+
+
+def test_no_sni_to_an_ip_or_with_sslsni_0(peer: Any) -> None:
+    by_ip, _ = chain(peer.url(host="127.0.0.1", sslmode="require"))
+    assert by_ip.details["sni"] is None and by_ip.details["host"] == "127.0.0.1"
+    assert by_ip.details["address"] == f"127.0.0.1:{peer.port}"
+    assert peer.last.sni is None
+    off, _ = chain(peer.url(host="localhost", sslmode="require", sslsni="0"))
+    assert off.details["sni"] is None and off.details["host"] == "localhost"
+    assert peer.last.sni is None
+
+
+def test_a_server_gone_between_tcp_and_tls(closed_port: Any) -> None:
+    from neondoctor.probes import tls
+    from neondoctor.probes.base import Address, CheckContext, CheckOptions
+    from neondoctor.target import parse_target
+
+    host, port = closed_port
+    ctx = CheckContext(parse_target(f"postgresql://a:pw@{host}:{port}/app?sslmode=require"), CheckOptions())
+    ctx.addresses = [Address("ipv4", "127.0.0.1", port)]
+    result = tls.run(ctx)
+    assert (str(result.status), result.summary, result.next_step) == (
+        "fail", f"cannot reconnect to 127.0.0.1:{port}: Connection refused",
+        "The server stopped answering between the tcp and tls steps: run the check again",
+    )
+    assert result.matches[0]["excerpt"].startswith(
+        f'connection to server at "127.0.0.1", port {port} failed: Connection refused'
+    )
+    assert result.details["connections"] == 1 and result.details["reused_tcp_connection"] is False
+    stray = socket.socket()
+    ctx = CheckContext(parse_target(f"postgresql://a:pw@{host}:{port}/app?sslmode=require"), CheckOptions())
+    ctx.addresses = [Address("ipv4", "127.0.0.1", port)]
+    ctx.facts["tcp_socket"] = stray
+    assert tls.run(ctx).summary.startswith("cannot reconnect") and stray.fileno() == -1
+
+
+def test_no_address_means_no_tls() -> None:
+    from neondoctor.probes import tls
+    from neondoctor.probes.base import CheckContext, CheckOptions
+    from neondoctor.target import parse_target
+
+    result = tls.run(CheckContext(parse_target("postgresql://a@/app"), CheckOptions()))
+    assert (str(result.status), result.summary) == ("skip", "no TCP address: TLS is not used over a Unix socket")
