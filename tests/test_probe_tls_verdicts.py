@@ -414,3 +414,112 @@ def test_no_address_means_no_tls() -> None:
 
     result = tls.run(CheckContext(parse_target("postgresql://a@/app"), CheckOptions()))
     assert (str(result.status), result.summary) == ("skip", "no TCP address: TLS is not used over a Unix socket")
+
+
+# --------------------------------------------------------------------------- client certificate, root files
+
+
+def client_files(directory: Path, cn: str, mode: int = 0o600) -> tuple[str, str]:
+    from pgcluster import harness_ca
+
+    leaf = harness_ca().ca.issue_cert(cn, common_name=cn)
+    cert, key = directory / f"{cn}.crt", directory / f"{cn}.key"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    key.chmod(mode)
+    return str(cert), str(key)
+
+
+def test_a_client_key_others_can_read_is_refused_like_libpq(peer: Any, tmp_path: Path) -> None:
+    cert, key = client_files(tmp_path, "alice", 0o644)
+    result, _ = chain(peer.url(host="localhost", sslmode="require", sslcert=cert, sslkey=key))
+    assert said(result)[:4] == (
+        "fail", f"libpq refuses the client key {key}: others can read it (mode 644, owned by you)",
+        f"chmod 0600 {key} (libpq sends no key that others can read: 0600 if you own it, 0640 if root does)", True,
+    )
+    assert result.matches[0]["excerpt"] == (
+        f'private key file "{key}" has group or world access; file must have permissions u=rw (0600) or less if owned '
+        "by the current user, or permissions u=rw,g=r (0640) or less if owned by root"
+    )
+    info = result.details["client_certificate"]
+    assert info == {"path": cert, "key": key, "subject": info["subject"], "cn": "alice",
+                    "days_left": info["days_left"], "key_mode": "644, owned by you"}
+    assert info["subject"].startswith("O=trustme") and info["subject"].endswith(", CN=alice") and info["days_left"] > 0
+
+
+def test_a_client_certificate_for_another_user_is_noted(peer: Any, tmp_path: Path) -> None:
+    cert, key = client_files(tmp_path, "bob")
+    result, ctx = chain(peer.url(host="localhost", sslmode="require", sslrootcert=str(peer.ca_path), sslcert=cert,
+                                 sslkey=key))
+    assert str(result.status) == "pass"
+    assert result.details["notes"][-1] == (
+        "the client certificate is for CN=bob, not the user alice: a server with clientcert=verify-full or cert "
+        "authentication refuses it unless pg_ident.conf maps the names"
+    )
+    assert ctx.facts["client_cert_cn"] == "bob" and result.details["client_certificate"]["cn"] == "bob"
+    own, _ = chain(peer.url(host="localhost", sslmode="require", sslrootcert=str(peer.ca_path),
+                            **dict(zip(("sslcert", "sslkey"), client_files(tmp_path, "alice"), strict=True))))
+    assert own.details["notes"] == ["the host name matches too: sslmode=verify-full would also pass"]
+
+
+def test_an_unreadable_client_certificate_is_shown_not_fatal(peer: Any, tmp_path: Path) -> None:
+    junk = tmp_path / "client.crt"
+    junk.write_text("not a certificate")
+    result, _ = chain(peer.url(host="localhost", sslmode="require", sslrootcert=str(peer.ca_path), sslcert=str(junk)))
+    assert str(result.status) == "pass"
+    info = result.details["client_certificate"]
+    assert info["path"] == str(junk) and info["key"] is None and "error" in info and "cn" not in info
+
+
+def test_a_root_file_libpq_cannot_read(peer: Any, tmp_path: Path) -> None:
+    junk = tmp_path / "ca.pem"
+    junk.write_text("not a certificate\n")
+    result, _ = chain(peer.url(host="localhost", sslmode="require", sslrootcert=str(junk)))
+    error = result.details["verification"]["root_error"]
+    assert said(result)[:4] == (
+        "fail", f"libpq cannot read the root certificate file {junk}: {error}",
+        "Point sslrootcert at a PEM file with the CA certificate(s)", False,
+    )
+    assert result.matches[0]["excerpt"] == f'could not read root certificate file "{junk}": {error}'
+
+
+@pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
+def test_a_verifying_mode_without_a_root_file(peer: Any, tmp_path: Path, mode: str) -> None:
+    missing = tmp_path / "nope.pem"
+    result, _ = chain(peer.url(host="localhost", sslmode=mode, sslrootcert=str(missing)))
+    assert said(result)[:4] == (
+        "fail", f"sslmode={mode} needs a root certificate, and {missing} does not exist",
+        "Add sslrootcert=system (libpq >= 16, for a public CA such as Neon's) or sslrootcert=/path/to/ca.pem", False,
+    )
+    assert result.matches[0]["excerpt"] == (
+        f'root certificate file "{missing}" does not exist\nEither provide the file, use the system\'s trusted roots '
+        "with sslrootcert=system, or change sslmode to disable server certificate verification."
+    )
+
+
+def test_pgsslrootcert_names_the_root_file(peer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGSSLROOTCERT", str(peer.ca_path))
+    result, _ = chain(peer.url(host="localhost", sslmode="verify-full"))
+    assert str(result.status) == "pass"
+    assert result.details["verification"]["against"] == f"sslrootcert {peer.ca_path}"
+    given, _ = chain(peer.url(host="localhost", sslmode="verify-full", sslrootcert="/nonexistent/ca.pem"))
+    assert given.summary == "sslmode=verify-full needs a root certificate, and /nonexistent/ca.pem does not exist"
+
+
+def test_pgsslrootcert_system_uses_the_systems_roots(peer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from psycopg import pq
+
+    if pq.version() < 160000:
+        pytest.skip("libpq < 16 reads sslrootcert=system as a file name")
+    monkeypatch.setenv("PGSSLROOTCERT", "system")
+    result, _ = chain(peer.url(host=NEON_HOST, hostaddr="127.0.0.1", sslmode="verify-full"))
+    assert result.summary == INTERCEPTED + "; sslmode=verify-full rejects it"
+    assert result.details["verification"]["against"] == "the system's trusted roots (sslrootcert=system)"
+    weak, _ = chain(peer.url(host=NEON_HOST, hostaddr="127.0.0.1", sslmode="require"))
+    assert said(weak)[:3] == (
+        "fail", "libpq refuses sslrootcert=system with sslmode=require",
+        "Use sslmode=verify-full with sslrootcert=system",
+    )
+    assert weak.matches[0]["excerpt"] == (
+        'weak sslmode "require" may not be used with sslrootcert=system (use "verify-full")'
+    )
