@@ -330,3 +330,36 @@ def test_a_name_dns_cannot_carry(resolve: Any, dns_server: Any) -> None:
         "fail", f"cannot resolve {host}: A DNS label is > 63 octets long.",
         "Check the host name and the resolver configuration (/etc/resolv.conf)",
     )
+
+
+def test_the_details_of_each_host(resolve: Any, dns_server: Any) -> None:
+    ns = dns_server({"a.test.invalid": ["127.0.0.2", "::1"]})
+    result, ctx = resolve("postgresql://u@a.test.invalid:5001,127.0.0.1:5003/app", nameserver=ns)
+    first, second = result.details["hosts"]
+    assert result.details["resolver"] == f"nameserver {ns}" and "note" not in result.details
+    assert {k: v for k, v in first.items() if k != "dns"} == {
+        "host": "a.test.invalid", "port": 5001, "kind": "name", "status": "pass",
+        "summary": "a.test.invalid → ::1, 127.0.0.2",
+        "addresses": [{"family": "ipv6", "ip": "::1"}, {"family": "ipv4", "ip": "127.0.0.2"}],
+        "getaddrinfo": "not asked: --nameserver given, so the system resolver is left alone",
+    }
+    assert second == {"host": "127.0.0.1", "port": 5003, "kind": "ip", "status": "skip",
+                      "summary": "127.0.0.1 is an IP address: nothing to resolve",
+                      "addresses": [{"family": "ipv4", "ip": "127.0.0.1"}]}
+    assert said(result)[:3] == (
+        "pass", "a.test.invalid → ::1, 127.0.0.2; 127.0.0.1 is an IP address: nothing to resolve", None
+    )
+    assert ctx.facts["address_hosts"] == {("::1", 5001): "a.test.invalid", ("127.0.0.2", 5001): "a.test.invalid",
+                                          ("127.0.0.1", 5003): "127.0.0.1"}
+    only_skips, _ = resolve("postgresql://u@127.0.0.1,[::1]/app")
+    assert said(only_skips)[:2] == (
+        "skip", "127.0.0.1 is an IP address: nothing to resolve; ::1 is an IP address: nothing to resolve"
+    )
+
+
+def test_a_unix_socket_beside_a_missing_host_is_a_warning(resolve: Any, dns_server: Any) -> None:
+    result, _ = resolve("postgresql://u@%2Ftmp,gone.test.invalid/app", nameserver=dns_server({}))
+    assert said(result)[:2] == (
+        "warn", f"1 of 2 hosts do not resolve: Unix socket /tmp: no DNS, TCP or TLS involved; gone.test.invalid does "
+        f"not exist in DNS (NXDOMAIN from {result.details['resolver'].removeprefix('nameserver ')})",
+    )
