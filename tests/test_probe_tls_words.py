@@ -289,3 +289,21 @@ def test_a_certificate_time_that_is_not_openssls_gmt_is_refused() -> None:
     for text in ("Jun  1 12:00:00 2030 UTC", "Foo  1 12:00:00 2030 GMT"):
         with pytest.raises(ValueError, match="is not OpenSSL's GMT time"):
             tls.cert_time(text)
+
+
+def test_a_peer_that_hangs_up_before_the_ssl_request(fake_peers: Any) -> None:
+    host, port = fake_peers.garbage(b"")
+    result = after_a_pause(f"postgresql://a:pw@{host}:{port}/app")
+    assert (str(result.status), result.details["server_answer"]) == ("fail", "eof")
+    assert result.summary.startswith(f"127.0.0.1:{port} closed the connection instead of answering the SSLRequest")
+
+
+@pytest.mark.parametrize("answer", [b"N", b"S"])
+def test_a_yes_or_no_followed_by_more_bytes_is_not_postgresql(fake_peers: Any, answer: bytes) -> None:
+    host, port = fake_peers.garbage(answer + b"xyz", wait_for_request=True)
+    result, _ = chain(f"postgresql://a:pw@{host}:{port}/app")
+    assert (str(result.status), result.details["server_answer"]) == ("fail", "garbage")
+    assert result.summary == (
+        f"127.0.0.1:{port} is not a PostgreSQL server: it answered the SSLRequest with unexpected bytes: "
+        f"'{answer.decode()}xyz'"
+    )
