@@ -40,6 +40,16 @@ EQUIVALENT_LIST = ROOT / "bench" / "MUTATION.md"
 NOT_REAL_SERVER = ["-k", "not pg1"]
 """Deselects the real-server tests (their ids carry the server, pg15/pg18) where unit tests reach the code."""
 
+CHECK_TESTS = [
+    "tests/test_check.py", "tests/test_check_forms.py", "tests/test_check_neon.py", "tests/test_check_options.py",
+    "tests/test_check_runner.py", "tests/test_evidence.py", "tests/test_hostile_peers.py", "tests/test_probe_dns.py",
+    "tests/test_probe_tcp.py", "tests/test_probe_tls.py", "tests/test_crash.py", "tests/test_report.py",
+    "tests/test_envfile.py", "tests/test_check_verdicts.py", "tests/test_probe_url_words.py",
+    "tests/test_probe_dns_words.py", "tests/test_probe_tcp_words.py", "tests/test_probe_tls_words.py",
+    "tests/test_probe_tls_verdicts.py", "tests/test_probe_slots_words.py", "tests/test_probe_tables_words.py",
+]
+"""checklist.py and probes/: the check's own tests (the default selection also reads README.md, not copied)."""
+
 SELECTION: dict[str, list[str]] = {
     "neondoctor/redact.py": [
         "tests/test_redaction.py", "tests/test_url.py", "tests/test_explain_cli.py", "tests/test_report.py",
@@ -51,6 +61,8 @@ SELECTION: dict[str, list[str]] = {
     ],
     "neondoctor/rules.py": ["tests/test_rules_engine.py", "tests/test_rule_examples.py", "tests/test_explain_cli.py"],
     "neondoctor/explain.py": ["tests/test_explain_cli.py", "tests/test_rules_engine.py", "tests/test_pasted_logs.py"],
+    "neondoctor/checklist.py": CHECK_TESTS,
+    "neondoctor/probes/*": CHECK_TESTS,
 }
 DEFAULT_SELECTION = [
     "tests", "--ignore=tests/test_packaging.py", "--ignore=tests/test_redaction_property.py",

@@ -210,7 +210,7 @@ def _redact(result: ProbeResult, redactor: Redactor) -> None:
     result.summary = redactor(result.summary)
     result.details = redactor.obj(result.details)
     result.matches = [redact_match(match, redactor) for match in result.matches]
-    result.next_step = redactor.known(result.next_step) if result.next_step else None
+    result.next_step = redactor.known(result.next_step) or None
 
 
 def _run_with_retries(probe: ModuleType, ctx: CheckContext) -> ProbeResult:
@@ -285,7 +285,6 @@ def _run_probe(probe: ModuleType, ctx: CheckContext) -> ProbeResult:
     elapsed_ms = (time.monotonic() - started) * 1000
     if worker.is_alive():
         ctx.facts["abandoned"] = True
-        ctx.facts.setdefault("cap_hit_before", name)
         result = ProbeResult(
             name,
             Status.FAIL,

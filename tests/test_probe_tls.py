@@ -326,6 +326,12 @@ def test_neon_without_sni_is_neon_endpoint_id_missing(pg_protocol_peer: Any) -> 
         (["DNS:localhost"], "127.0.0.1", False),
         ([], "db.example.com", True),
         (["email:a@b.c"], "db.example.com", True),
+        (["DNS:db.example.com"], "xdb.example.com", False),
+        (["DNS:*.example.com"], "example.com", False),
+        (["DNS:*.example.com"], "a.example.com.", True),
+        (["DNS:other.example", "IP:127.0.0.2"], "127.0.0.1", False),
+        (["IP:127.0.0.1"], "localhost", False),
+        (["DNS:other.example"], "db.example.com", False),
     ],
 )
 def test_hostname_rules_follow_libpq(san: list[str], host: str, expected: bool) -> None:

@@ -89,7 +89,6 @@ def _slow_start(ctx: CheckContext, seconds: float) -> ProbeResult:
     host, port = _peer(ctx)
     if seconds < ctx.options.timeout and ctx.expired():
         ctx.facts["abandoned"] = True
-        ctx.facts.setdefault("cap_hit_before", name)
         return ProbeResult(
             name,
             Status.FAIL,

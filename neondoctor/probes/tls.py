@@ -1124,7 +1124,7 @@ def _judge(
         else:
             notes.append("the host name matches too: sslmode=verify-full would also pass")
     elif chain_ok and name_ok:
-        summary += f"; sslmode={mode} does not check the certificate, but it verifies against the system's roots"
+        summary += f"; sslmode={mode} does not check the certificate, but it verifies against {roots.describe()}"
         notes.append(
             "sslmode=verify-full&sslrootcert=system (libpq >= 16) would also protect against a man-in-the-middle"
         )
