@@ -49,7 +49,10 @@ SELECTION: dict[str, list[str]] = {
         "tests/test_url.py", "tests/test_redaction.py", "tests/test_check_forms.py", "tests/test_check_runner.py",
         "tests/test_check_neon.py", *NOT_REAL_SERVER,
     ],
-    "neondoctor/rules.py": ["tests/test_rules_engine.py", "tests/test_rule_examples.py", "tests/test_explain_cli.py"],
+    "neondoctor/rules.py": [
+        "tests/test_rules_engine.py", "tests/test_rules_lint_messages.py", "tests/test_rule_examples.py",
+        "tests/test_explain_cli.py",
+    ],
     "neondoctor/explain.py": ["tests/test_explain_cli.py", "tests/test_rules_engine.py", "tests/test_pasted_logs.py"],
 }
 DEFAULT_SELECTION = [
