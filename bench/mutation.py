@@ -61,7 +61,11 @@ SELECTION: dict[str, list[str]] = {
         "tests/test_rules_engine.py", "tests/test_rules_lint_messages.py", "tests/test_rule_examples.py",
         "tests/test_explain_cli.py", *SLOW_LINT,
     ],
-    "neondoctor/explain.py": ["tests/test_explain_cli.py", "tests/test_rules_engine.py", "tests/test_pasted_logs.py"],
+    "neondoctor/explain.py": [
+        "tests/test_explain_ranking.py", "tests/test_explain_cli.py", "tests/test_rules_engine.py",
+        "tests/test_pasted_logs.py", "tests/test_explain_confidence.py", "tests/test_rules_lint_messages.py",
+        *SLOW_LINT,
+    ],
 }
 DEFAULT_SELECTION = [
     "tests", "--ignore=tests/test_packaging.py", "--ignore=tests/test_redaction_property.py",
