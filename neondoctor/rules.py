@@ -620,9 +620,12 @@ class ExampleResult(NamedTuple):
     """``example`` or ``not_example``."""
     index: int
     text: str
-    ok: bool
-    detail: str
-    """Why it failed: not matched, or which rule ranked first."""
+    detail: str | None
+    """Why it failed: not matched, matched by mistake, or which rule ranked first; None when it passed."""
+
+    @property
+    def ok(self) -> bool:
+        return self.detail is None
 
 
 def run_examples(ruleset: RuleSet) -> list[ExampleResult]:
@@ -631,43 +634,33 @@ def run_examples(ruleset: RuleSet) -> list[ExampleResult]:
 
     results: list[ExampleResult] = []
     for rule in ruleset:
-        for index, example in enumerate(rule.examples):
-            matches = explain_text(example["text"], ruleset).matches
-            ids = [m["id"] for m in matches]
-            if rule.id not in ids:
-                results.append(ExampleResult(rule, "example", index, example["text"], False, "does not match"))
-            elif ids[0] != rule.id:
-                first = ruleset.by_id[ids[0]]
-                results.append(
-                    ExampleResult(
-                        rule,
-                        "example",
-                        index,
-                        example["text"],
-                        False,
-                        f"matches, but '{first.id}' (priority {first.priority}) ranks first; this rule has priority "
-                        f"{rule.priority}",
-                    )
-                )
-            else:
-                results.append(ExampleResult(rule, "example", index, example["text"], True, ""))
-        for index, example in enumerate(rule.not_examples):
-            matches = explain_text(example["text"], ruleset).matches
-            hit = any(m["id"] == rule.id for m in matches)
-            results.append(
-                ExampleResult(rule, "not_example", index, example["text"], not hit, "matches" if hit else "")
-            )
+        for kind, examples in (("example", rule.examples), ("not_example", rule.not_examples)):
+            for index, example in enumerate(examples):
+                ids = [match["id"] for match in explain_text(example["text"], ruleset).matches]
+                results.append(ExampleResult(rule, kind, index, example["text"], _verdict(rule, kind, ids, ruleset)))
     return results
+
+
+def _verdict(rule: Rule, kind: str, ids: list[str], ruleset: RuleSet) -> str | None:
+    if kind == "not_example":
+        return "matches" if rule.id in ids else None
+    if rule.id not in ids:
+        return "does not match"
+    if ids[0] != rule.id:
+        first = ruleset.by_id[ids[0]]
+        return (
+            f"matches, but '{first.id}' (priority {first.priority}) ranks first; this rule has priority {rule.priority}"
+        )
+    return None
 
 
 def lint(ruleset: RuleSet) -> list[Problem]:
     """Every problem: format (found while loading) and examples."""
     problems = list(ruleset.problems)
     for result in run_examples(ruleset):
-        if result.ok:
-            continue
-        word = "example" if result.kind == "example" else "not_example"
-        problems.append(Problem(result.rule.file, result.rule.id, f"{word}[{result.index + 1}] {result.detail}"))
+        if not result.ok:
+            message = f"{result.kind}[{result.index + 1}] {result.detail}"
+            problems.append(Problem(result.rule.file, result.rule.id, message))
     return problems
 
 

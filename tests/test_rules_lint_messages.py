@@ -187,9 +187,9 @@ CASES: dict[str, tuple[list[Any], list[str], int]] = {
         ["demo-rule: 'match.unless' must be a list of regexes"],
         0,
     ),
-    "the second regex is broken": (
-        [rule(match={"any": [r"demo failure \d+", "demo (x"]})],
-        ["demo-rule: match.any[2] is not a valid regex: missing ), unterminated subpattern at position 5"],
+    "a broken regex before one a hint names": (
+        [rule(match={"any": ["demo (x", r"(?P<n>demo) failure \d+"]}, hint="{n} failed")],
+        ["demo-rule: match.any[1] is not a valid regex: missing ), unterminated subpattern at position 5"],
         0,
     ),
     "the second unless regex is broken": (
