@@ -357,10 +357,10 @@ def test_a_clean_rule_file_with_every_optional_field_has_no_problems() -> None:
 
 
 def test_a_problem_that_keeps_the_rule_out_is_counted_in_explains_warning() -> None:
-    write(rule(), rule(id="demo-broken", title=" "), rule(id="demo-broken-too", match={"any": ["("]}))
+    write(rule(), rule(id="demo-broken", title=" "), "not a rule", rule(id="demo-broken-too", match={"any": ["("]}))
     result = run("explain", "--rules", "mine", "demo failure 42")
     assert result.exit_code == 0
-    assert result.stderr == "neondoctor: warning: skipped 2 broken rule(s); see 'neondoctor rules lint'\n"
+    assert result.stderr == "neondoctor: warning: skipped 3 broken rule(s); see 'neondoctor rules lint'\n"
     clean = write(rule(layer="cloud"), folder="other")
     assert run("explain", "--rules", str(clean.parent), "demo failure 42").stderr == ""
 

@@ -1,0 +1,81 @@
+"""What `neondoctor explain` reads out of a paste: the excerpt and line it shows for a matched error once log
+prefixes, JSON and HTML escapes, continuation lines, stack frames and multi-address attempts are dealt
+with. One small team rule (no built-ins) keeps every run fast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from neondoctor import rules as rules_module
+from neondoctor.cli import cli
+
+ALPHA = {
+    "id": "team-alpha",
+    "layer": "tcp",
+    "blame": "user",
+    "title": "Alpha",
+    "priority": 50,
+    "match": {"any": ["alpha failure(?P<rest>.*)"]},
+    "cause": "Because.",
+    "fix": ["Do this."],
+    "examples": [{"text": "alpha failure", "source": "test"}],
+}
+
+
+@pytest.fixture(autouse=True)
+def only_team_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "builtin").mkdir()
+    monkeypatch.setattr(rules_module, "builtin_dir", lambda: tmp_path / "builtin")
+    monkeypatch.delenv("NEONDOCTOR_RULES", raising=False)
+    monkeypatch.setenv("NEONDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.chdir(tmp_path)
+
+
+def explain(text: str | bytes, *rules: dict[str, Any]) -> dict[str, Any]:
+    Path("team").mkdir(exist_ok=True)
+    Path("team/r.yaml").write_text(yaml.safe_dump({"rules": list(rules or [ALPHA])}, sort_keys=False))
+    result = CliRunner().invoke(cli, ["explain", "--json", "--rules", "team", "-"], input=text)
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout)
+
+
+def excerpts(text: str | bytes, *rules: dict[str, Any]) -> list[tuple[str, int]]:
+    return [(m["excerpt"], m["line"]) for m in explain(text, *rules)["matches"]]
+
+
+@pytest.mark.parametrize(
+    ("text", "excerpt"),
+    [
+        ("a | b | c | d | e | alpha failure", "e | alpha failure"),
+        ("web-1  | 2026-03-02T10:41:07.001Z [123] alpha failure", "alpha failure"),
+        ("<34>1 2026-03-02T10:41:07Z alpha failure", "alpha failure"),
+        ("[pod/app-7d9/app] alpha failure", "alpha failure"),
+        ("pod/app-7d9 app alpha failure", "alpha failure"),
+        ("[10:41:07.123] alpha failure", "alpha failure"),
+        ("myhost app[1234]: alpha failure", "alpha failure"),
+        ("Jan  2 10:41:07 host app[12]: alpha failure", "alpha failure"),
+        ("2026-03-02 10:41:07.311 UTC [68] alpha failure", "alpha failure"),
+        ("[2026-03-02T10:41:07+01:00] alpha failure", "alpha failure"),
+        (
+            "alpha failure A&#1;B&#127;C&#9;D&#xd800;E&#1114112;F&#x10FFFF;G&#65;"
+            "&amp;&apos;&gt;&nbsp;&lt;&quot;.&bogus;&#x;",
+            "alpha failure A B C\tD E F\U0010ffffGA&'> <\".&bogus;&#x;",
+        ),
+        (
+            r'{"msg":"alpha failure A\u0001B\u007fC\u0009D\ud800F\u0041G\/H\\I\"J\tK\rL"}',
+            '{"msg":"alpha failure A B C\tD FAG/H\\I"J\tK',
+        ),
+        (r'{"log":"{\"msg\":\"alpha failure \\\"db\\\" nested\"}"}', '{"log":"{"msg":"alpha failure "db" nested"}"}'),
+        (r"alpha failure \\n and \\u0041 stay", r"alpha failure \\n and \\u0041 stay"),
+        ("alpha failure & co &amp", "alpha failure & co &amp"),
+    ],
+)
+def test_prefixes_and_escapes_are_read_through(text: str, excerpt: str) -> None:
+    assert excerpts(text) == [(excerpt, 1)]
