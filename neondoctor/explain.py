@@ -307,7 +307,7 @@ def strip_prefix(line: str) -> str:
     """Drop docker-compose service prefixes, timestamps, syslog headers and [pid] tags."""
     for _ in range(4):
         found = _PREFIX.match(line)
-        if not found or not found.end():
+        if not found:  # every form of _PREFIX is at least two characters long
             break
         line = line[found.end() :]
     return line
