@@ -188,8 +188,11 @@ CASES: dict[str, tuple[list[Any], list[str], int]] = {
         0,
     ),
     "a broken regex before one a hint names": (
-        [rule(match={"any": ["demo (x", r"(?P<n>demo) failure \d+"]}, hint="{n} failed")],
-        ["demo-rule: match.any[1] is not a valid regex: missing ), unterminated subpattern at position 5"],
+        [rule(match={"any": ["demo (x", "demo [y", r"(?P<n>demo) failure \d+"]}, hint="{n} failed")],
+        [
+            "demo-rule: match.any[1] is not a valid regex: missing ), unterminated subpattern at position 5",
+            "demo-rule: match.any[2] is not a valid regex: unterminated character set at position 5",
+        ],
         0,
     ),
     "the second unless regex is broken": (
@@ -201,6 +204,22 @@ CASES: dict[str, tuple[list[Any], list[str], int]] = {
         [rule(match={"any": [r"demo failure \d+", "(?:demo)?"]})],
         ["demo-rule: match.any[2] matches the empty string", f"demo-rule: match.any[2] {NO_LITERAL}"],
         0,
+    ),
+    "a regex of one repeated letter": (
+        [rule(match={"any": [r"demo failure \d+", "X{3}"]})],
+        [f"demo-rule: match.any[2] {NO_LITERAL}"],
+        1,
+    ),
+    "a duplicate id in the same file": (
+        [
+            rule(),
+            rule(title="Again"),
+            rule(
+                id="demo-after", match={"any": ["after failure"]}, examples=[{"text": "after failure", "source": "t"}]
+            ),
+        ],
+        ["demo-rule: duplicate id (also in mine/r.yaml); the first one is used"],
+        2,
     ),
     "a regex whose literal is two characters": (
         [rule(match={"any": [r"demo failure \d+", r"ab\d+"]})],
@@ -251,13 +270,17 @@ CASES: dict[str, tuple[list[Any], list[str], int]] = {
         1,
     ),
     "an example that is a string": (
-        [rule(examples=[{"text": "demo failure 1", "source": "t"}, "demo failure 2"])],
-        ["demo-rule: examples[2] must be a mapping with 'text' and 'source'"],
+        [rule(examples=["demo failure 2", {"text": "demo failure 1"}])],
+        ["demo-rule: examples[1] must be a mapping with 'text' and 'source'", f"demo-rule: examples[2] {NO_SOURCE}"],
         1,
     ),
     "an example with unknown keys": (
-        [rule(examples=[{"text": "demo failure 1", "source": "t", "zz": 1, "note": 2}])],
-        ["demo-rule: unknown key 'note' in examples[1]", "demo-rule: unknown key 'zz' in examples[1]"],
+        [rule(examples=[{"text": "demo failure 1", "source": "t", "zz": 1, 5: 2, "note": 2}])],
+        [
+            "demo-rule: unknown key 5 in examples[1]",
+            "demo-rule: unknown key 'note' in examples[1]",
+            "demo-rule: unknown key 'zz' in examples[1]",
+        ],
         1,
     ),
     "examples without text": (
@@ -330,7 +353,7 @@ def test_a_clean_rule_file_with_every_optional_field_has_no_problems() -> None:
             priority=0,
             hint="failure {n} of {who}",
             match={
-                "any": [r"demo failure (?P<n>\d+)", r"(?P<who>\w+) abc\d"],
+                "any": [r"demo failure (?P<n>\d+)", r"(?P<who>\w+)abc\d"],
                 "unless": ["retrying"],
                 "sqlstate": ["08006", "28P01"],
             },
@@ -478,9 +501,9 @@ def test_rules_show_prints_the_rule_as_parsed() -> None:
 
 
 def test_rules_show_leaves_out_what_a_rule_does_not_have() -> None:
-    write(rule(layer=DROP, priority=999, docs=None))
+    write(rule(layer=DROP, blame=DROP, priority=999, docs=None, hint="{nothing}"))
     shown = json.loads(run("rules", "show", "--json", "--rules", "mine", "demo-rule").stdout)
-    assert shown["layer"] == ""
+    assert shown["layer"] == "" and shown["blame"] == ""
     assert shown["priority"] == 50
     assert shown["docs"] == []
     assert shown["match"] == {"any": [r"demo failure \d+"]}
