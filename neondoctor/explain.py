@@ -62,7 +62,9 @@ def tables() -> dict[str, Any]:
 
 
 def sqlstate_meaning(code: str) -> str:
-    return tables()["classes"].get(code[:2], {}).get("meaning", "")
+    """What a SQLSTATE's class means. Every code explain reports has its class in the table: find_sqlstates checks
+    a printed code's, and every driver exception's code is of a listed class (tests/test_explain_ranking.py)."""
+    return tables()["classes"][code[:2]]["meaning"]
 
 
 def sqlstate_layer(code: str) -> str | None:
@@ -70,7 +72,7 @@ def sqlstate_layer(code: str) -> str | None:
     data = tables()
     if code in data["codes"]:
         return data["codes"][code].get("layer")
-    return data["classes"].get(code[:2], {}).get("layer")
+    return data["classes"][code[:2]].get("layer")
 
 
 STRUCTURE_KINDS = {

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from neondoctor import rules as rules_module
 from neondoctor.cli import cli
+from neondoctor.explain import tables
 
 CHECK = 'neondoctor check "$DATABASE_URL"'
 
@@ -427,3 +428,18 @@ def test_the_guessed_layer_comes_from_the_codes_own_entry_or_else_its_class(
         assert code == 0
         assert (data["matches"][0]["id"], data["matches"][0]["layer"]) == guess
         assert data["answer"]["layer"] == guess[1]
+
+
+def test_every_code_the_engine_can_report_has_a_class_with_a_meaning() -> None:
+    data = tables()
+    assert all(info["meaning"] for info in data["classes"].values())
+    assert all(code[:2] in data["classes"] for code in [*data["exceptions"].values(), *data["codes"]])
+    _code, result = explain("asyncpg.exceptions.InternalServerError: boom")
+    assert result["sqlstates"] == [
+        {
+            "code": "XX000",
+            "class": "XX",
+            "meaning": "internal error; Neon's proxy sends XX000 for every error it reports, so read the message text",
+        }
+    ]
+    assert result["answer"] is None

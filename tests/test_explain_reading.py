@@ -74,6 +74,7 @@ def excerpts(text: str | bytes, *rules: dict[str, Any]) -> list[tuple[str, int]]
         ),
         (r'{"log":"{\"msg\":\"alpha failure \\\"db\\\" nested\"}"}', '{"log":"{"msg":"alpha failure "db" nested"}"}'),
         (r"alpha failure \\n and \\u0041 stay", r"alpha failure \\n and \\u0041 stay"),
+        ("alpha failure A&#11;B&#xDFFF;C&#xE000;D&#xDBFF;E&#10;F", "alpha failure A B C\ue000D E"),
         ("alpha failure & co &amp", "alpha failure & co &amp"),
     ],
 )
