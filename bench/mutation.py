@@ -65,7 +65,8 @@ SELECTION: dict[str, list[str]] = {
         "tests/test_explain_ranking.py", "tests/test_explain_reading.py", "tests/test_explain_cli.py",
         "tests/test_rules_engine.py", "tests/test_pasted_logs.py", "tests/test_explain_confidence.py",
         "tests/test_explain_generic.py", "tests/test_explain_renderings.py", "tests/test_explain_clients.py",
-        "tests/test_explain_sieve.py", "tests/test_rules_lint_messages.py", *SLOW_LINT,
+        "tests/test_explain_sieve.py", "tests/test_rules_lint_messages.py", "tests/test_explain_big_logs.py",
+        *SLOW_LINT,
         "--deselect", "tests/test_explain_sieve.py::test_the_literal_index_picks_the_same_matches_as_trying_every_rule",
     ],
 }
