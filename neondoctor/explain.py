@@ -921,12 +921,13 @@ def _as_match(hit: _Hit, redactor: Redactor, agreeing: dict[str, int]) -> dict[s
     agree = max(0, agreeing.get(rule.layer, 0) - text)
     weak = hit.candidate.demoted
     matched = " ".join(hit.found.group(0).split())[:80] if hit.found else f"SQLSTATE {hit.sqlstate}"
+    hint = format_hint(rule.hint, captures)
     return {
         "id": rule.id,
         "layer": rule.layer,
         "blame": rule.blame,
         "title": rule.title,
-        "hint": redactor(hint) if (hint := format_hint(rule.hint, captures)) else None,
+        "hint": hint and redactor(hint),
         "cause": rule.cause,
         "fix": list(rule.fix),
         "fix_when": list(rule.fix_when),

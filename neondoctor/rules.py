@@ -687,11 +687,11 @@ def _valid_hint(hint: Any, patterns: list[str]) -> bool:
 
 
 def format_hint(hint: str | None, captures: dict[str, str]) -> str | None:
-    """The rule's hint with the captured names filled in; None when a name was not captured."""
+    """The rule's hint with the captured names filled in; None when a name was not captured or it comes out empty."""
     if not hint:
         return None
     try:
-        return hint.format_map(captures)
+        return hint.format_map(captures) or None
     except (KeyError, IndexError, ValueError):
         return None
 

@@ -443,3 +443,11 @@ def test_every_code_the_engine_can_report_has_a_class_with_a_meaning() -> None:
         }
     ]
     assert result["answer"] is None
+
+
+def test_a_hint_that_comes_out_empty_is_left_out() -> None:
+    rule = team_rule("team-empty", "auth", 60, r"login as '(?P<who>\w*)' refused", hint="{who}")
+    _code, data = explain("login as '' refused", rule)
+    assert (data["matches"][0]["captures"], data["matches"][0]["hint"]) == ({"who": ""}, None)
+    _code, data = explain("login as 'bob' refused", rule)
+    assert data["matches"][0]["hint"] == "bob"
