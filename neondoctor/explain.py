@@ -193,19 +193,21 @@ class Candidate:
 class Explanation:
     __slots__ = ("answer", "candidates", "empty", "guess", "has_url", "lines", "matches", "sqlstates", "truncated")
 
-    def __init__(self) -> None:
-        self.matches: list[dict[str, Any]] = []
+    def __init__(
+        self, scanner: _Scanner, sqlstates: list[str], matches: list[dict[str, Any]], guess: dict[str, Any] | None
+    ) -> None:
+        self.matches = matches
         """Rule matches, best first."""
-        self.guess: dict[str, Any] | None = None
+        self.guess = guess
         """When no rule matched: a match-shaped guess of the layer from a SQLSTATE (rules/engine.json)."""
-        self.answer: dict[str, Any] | None = None
+        self.answer = _answer(matches or ([guess] if guess else []))
         """The top match (or the guess) summed up: its confidence, whether it is a guess, the runner-up."""
-        self.sqlstates: list[str] = []
-        self.candidates: list[Candidate] = []
-        self.lines = 0
-        self.empty = True
-        self.truncated = False
-        self.has_url = False
+        self.sqlstates = sqlstates
+        self.candidates = scanner.candidates
+        self.lines = scanner.lines
+        self.empty = scanner.empty
+        self.truncated = scanner.truncated
+        self.has_url = scanner.has_url
         """The input holds a postgres:// URL: a user who pasted a connection string wants ``neondoctor url``."""
 
     def to_json(self) -> dict[str, Any]:
@@ -808,17 +810,10 @@ def _rule_index(ruleset: RuleSet) -> RuleIndex:
 
 
 def _rank(scanner: _Scanner, ruleset: RuleSet) -> Explanation:
-    result = Explanation()
-    result.candidates = scanner.candidates
-    result.lines = scanner.lines
-    result.empty = scanner.empty
-    result.has_url = scanner.has_url
-    result.truncated = scanner.truncated
     sqlstate_at: dict[str, Candidate] = {}
     for candidate in scanner.candidates:
         for code in candidate.sqlstates:
             sqlstate_at.setdefault(code, candidate)
-    result.sqlstates = list(sqlstate_at)
     best: dict[str, _Hit] = {}
     index = _rule_index(ruleset) if len(scanner.candidates) >= RuleIndex.MIN_CANDIDATES else None
     for candidate in scanner.candidates:
@@ -847,17 +842,15 @@ def _rank(scanner: _Scanner, ruleset: RuleSet) -> Explanation:
     for hit in hits:
         if hit.found is not None and not hit.candidate.demoted:
             agreeing[hit.rule.layer] = agreeing.get(hit.rule.layer, 0) + 1
-    result.matches = [_as_match(hit, redactor, agreeing) for hit in hits]
-    if not result.matches:
-        result.guess = _sqlstate_guess(result.sqlstates)
-    result.answer = _answer(result.matches or ([result.guess] if result.guess else []))
-    return result
+    matches = [_as_match(hit, redactor, agreeing) for hit in hits]
+    sqlstates = list(sqlstate_at)
+    return Explanation(scanner, sqlstates, matches, None if matches else _sqlstate_guess(sqlstates))
 
 
 def confidence(priority: int, *, text: bool, weak: bool, agree: int) -> str:
     """From data (rules/engine.json): the priority band, one level down for a SQLSTATE-only match or weak
     evidence, one level up when another rule of the same layer matched the text too."""
-    level = next((lvl for floor, lvl in tables()["bands"] if priority >= floor), "low")
+    level = next(lvl for floor, lvl in tables()["bands"] if priority >= floor)  # the last band starts at 0
     index = LEVELS.index(level) - (not text) - weak + (agree > 0)
     return LEVELS[max(0, min(index, len(LEVELS) - 1))]
 
