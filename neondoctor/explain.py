@@ -437,7 +437,9 @@ class _Scanner:
             self.has_url = bool(_URL.search(lower))
         counted_pos, counted_line = 0, self._base_line
         for line_start, read, kind, times in self._interesting(buffer, lower, start, limit):
-            if read and len(self.candidates) < MAX_CANDIDATES:
+            if read and len(self.candidates) >= MAX_CANDIDATES:
+                self.truncated = True  # more to read than candidates kept: say so
+            elif read:
                 counted_line += buffer.count("\n", counted_pos, line_start)
                 counted_pos = line_start
                 self._take(buffer, line_start, counted_line)

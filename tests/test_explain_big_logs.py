@@ -151,3 +151,27 @@ def test_a_line_longer_than_the_cap_is_cut_and_the_lines_after_it_keep_their_num
     line = log.add("ERROR: delta failure after the huge line")
     found = explain_file(log.data())
     assert found == {"team-delta": (line, "ERROR: delta failure after the huge line")}
+
+
+def word(number: int) -> str:
+    return "".join("abcdefghij"[int(digit)] for digit in str(number))
+
+
+@pytest.mark.parametrize("size", ["paste", "big"])
+def test_too_many_distinct_errors_are_cut_with_a_note(size: str) -> None:
+    errors = [f"ERROR: alpha failure {n} for {word(n)}" for n in range(1000, 1050 + explain_module.MAX_CANDIDATES)]
+    log = Log()
+    if size == "big":
+        log.fill_to(explain_module.SMALL + 1000)
+    first = log.add(*errors)
+    log.add("ERROR: delta failure after them all")
+    Path("app.log").write_bytes(log.data())
+    result = CliRunner().invoke(cli, ["explain", "--json", "--rules", "team", "--file", "app.log"])
+    assert result.exit_code == 0
+    assert result.stderr == "neondoctor: note: too many distinct error lines; only the first ones were explained\n"
+    matches = json.loads(result.stdout)["matches"]
+    assert [(m["id"], m["line"]) for m in matches] == [("team-alpha", first)]
+    few = Log()
+    few.add(*errors[:100])
+    Path("app.log").write_bytes(few.data())
+    assert CliRunner().invoke(cli, ["explain", "--rules", "team", "--file", "app.log"]).stderr == ""
