@@ -40,6 +40,7 @@ RULES = [
     team_rule("team-delta", r"delta failure"),
     team_rule("team-echo", r"echo failure", sqlstate=["53300"]),
     team_rule("team-code", r"never printed", priority=90, sqlstate=["57P01"]),
+    team_rule("team-noise", r"noisy warning \w+", priority=5),
 ]
 
 
@@ -53,6 +54,10 @@ def only_team_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     Path("team").mkdir()
     Path("team/r.yaml").write_text(yaml.safe_dump({"rules": RULES}, sort_keys=False))
+
+
+def word(number: int) -> str:
+    return "".join("abcdefghij"[int(digit)] for digit in str(number))
 
 
 def filler(number: int) -> str:
@@ -98,6 +103,8 @@ def build(size: int) -> tuple[bytes, dict[str, tuple[int, str]]]:
     expected["team-alpha"] = (line, "ERROR: alpha failure 7\n\tDETAIL: the first one")
     for copy in range(5):
         log.add(filler(copy), "ERROR: alpha failure 7", "\tDETAIL: the first one")
+    line = log.add(*(f"noisy warning {word(n)}" for n in range(1000, 1040)))  # enough lines for the literal index
+    expected["team-noise"] = (line, "noisy warning baaa")
     edge = 1 << 20
     if size > edge:
         log.fill_to(edge - 60)
@@ -151,10 +158,6 @@ def test_a_line_longer_than_the_cap_is_cut_and_the_lines_after_it_keep_their_num
     line = log.add("ERROR: delta failure after the huge line")
     found = explain_file(log.data())
     assert found == {"team-delta": (line, "ERROR: delta failure after the huge line")}
-
-
-def word(number: int) -> str:
-    return "".join("abcdefghij"[int(digit)] for digit in str(number))
 
 
 @pytest.mark.parametrize("size", ["paste", "big"])
