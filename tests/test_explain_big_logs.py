@@ -41,6 +41,7 @@ RULES = [
     team_rule("team-echo", r"echo failure", sqlstate=["53300"]),
     team_rule("team-code", r"never printed", priority=90, sqlstate=["57P01"]),
     team_rule("team-noise", r"noisy warning \w+", priority=5),
+    team_rule("team-foxtrot", r"foxtrot failure"),
 ]
 
 
@@ -117,7 +118,9 @@ def build(size: int) -> tuple[bytes, dict[str, tuple[int, str]]]:
         log.fill_to(size // 2)
         line = log.add("FATAL: something odd happened here", "\tDETAIL: bravo failure in the middle")
         expected["team-bravo"] = (line, "FATAL: something odd happened here\n\tDETAIL: bravo failure in the middle")
-    log.fill_to(size - 5300)
+    log.fill_to(size - 5400)
+    line = log.add("\x1b[31mERROR:\x1b[0m foxtrot\x00 failure, in colour")
+    expected["team-foxtrot"] = (line, "ERROR: foxtrot failure, in colour")
     line = log.add("pq: echo failure (SQLSTATE 53300)")
     expected["team-echo"] = (line, "pq: echo failure (SQLSTATE 53300)")
     line = log.add("Error: the server is going away (SQLSTATE 57P01)")

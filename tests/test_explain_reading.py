@@ -80,3 +80,17 @@ def excerpts(text: str | bytes, *rules: dict[str, Any]) -> list[tuple[str, int]]
 )
 def test_prefixes_and_escapes_are_read_through(text: str, excerpt: str) -> None:
     assert excerpts(text) == [(excerpt, 1)]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xef\xbb\xbfERROR: alpha failure 1\n",
+        "\ufeffERROR: alpha failure 1\r\n".encode("utf-16-le"),
+        "\ufeffERROR: alpha failure 1\n".encode("utf-16-be"),
+        b"\x1b[1;31mERROR\x1b[0m: alpha\x07 failure 1\x1b]0;title\x07\n",
+    ],
+    ids=["utf-8-bom", "utf-16-le", "utf-16-be", "ansi-and-bell"],
+)
+def test_a_byte_order_mark_colours_and_control_characters_are_dropped(data: bytes) -> None:
+    assert excerpts(data) == [("ERROR: alpha failure 1", 1)]
