@@ -94,3 +94,106 @@ def test_prefixes_and_escapes_are_read_through(text: str, excerpt: str) -> None:
 )
 def test_a_byte_order_mark_colours_and_control_characters_are_dropped(data: bytes) -> None:
     assert excerpts(data) == [("ERROR: alpha failure 1", 1)]
+
+
+BRAVO = {**ALPHA, "id": "team-bravo", "layer": "tls", "match": {"any": ["bravo failure"]}}
+DETAILS = "".join(f"DETAIL: d{n}\n" for n in range(1, 12))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("FATAL: x\nDETAIL: alpha failure 1", [("team-alpha", 1, "FATAL: x\nDETAIL: alpha failure 1", False)]),
+        (
+            "ERROR: head\n" + DETAILS[:66] + "DETAIL: alpha failure 1",
+            [("team-alpha", 1, "ERROR: head\n" + DETAILS[:66] + "DETAIL: alpha failure 1", False)],
+        ),
+        (
+            "ERROR: head\n" + DETAILS[:99] + "DETAIL: alpha failure 1",
+            [("team-alpha", 3, DETAILS[11:99] + "DETAIL: alpha failure 1", False)],
+        ),
+        ("ERROR: alpha failure 1\n" + DETAILS, [("team-alpha", 1, "ERROR: alpha failure 1\n" + DETAILS[:87], False)]),
+        (
+            "ERROR: top\n    at foo (x.js:1:1)\nDETAIL: alpha failure 1",
+            [("team-alpha", 3, "DETAIL: alpha failure 1", False)],
+        ),
+        ("\tat x\nalpha failure 1", [("team-alpha", 2, "alpha failure 1", False)]),
+        ("\tDETAIL alpha failure 1", [("team-alpha", 1, "DETAIL alpha failure 1", False)]),
+        ("    at connect (alpha failure 1.js:10:5)", []),
+        ('  File "alpha failure 1.py", line 3, in x', []),
+        (
+            'Traceback (most recent call last):\n  File "app.py", line 3, in <module>\n    raise X("alpha failure 1")',
+            [],
+        ),
+        (
+            'Traceback (most recent call last):\n  File "<stdin>", line 1, in <module>\nAlphaError: alpha failure 1',
+            [("team-alpha", 3, "AlphaError: alpha failure 1", False)],
+        ),
+        (
+            "ERROR: alpha failure 1\nDETAIL: bravo failure",
+            [
+                ("team-alpha", 1, "ERROR: alpha failure 1\nDETAIL: bravo failure", False),
+                ("team-bravo", 1, "ERROR: alpha failure 1\nDETAIL: bravo failure", False),
+            ],
+        ),
+        (
+            'connection to server at "a" (1.1.1.1), port 5432 failed: alpha failure 1 connection to server at "b" '
+            "(2.2.2.2), port 5432 failed: bravo failure",
+            [
+                ("team-alpha", 1, 'connection to server at "a" (1.1.1.1), port 5432 failed: alpha failure 1', False),
+                ("team-bravo", 1, 'connection to server at "b" (2.2.2.2), port 5432 failed: bravo failure', False),
+            ],
+        ),
+        (
+            'connection to server at "a" (1.1.1.1), port 5432: alpha failure 1 could not connect to server '
+            "bravo failure",
+            [
+                (
+                    "team-alpha",
+                    1,
+                    'connection to server at "a" (1.1.1.1), port 5432: alpha failure 1 could not connect to server '
+                    "bravo failure",
+                    False,
+                ),
+                (
+                    "team-bravo",
+                    1,
+                    'connection to server at "a" (1.1.1.1), port 5432: alpha failure 1 could not connect to server '
+                    "bravo failure",
+                    False,
+                ),
+            ],
+        ),
+    ],
+)
+def test_the_block_read_around_an_error_line(text: str, expected: list[tuple[str, int, str, bool]]) -> None:
+    matches = explain(text, ALPHA, BRAVO)["matches"]
+    assert [(m["id"], m["line"], m["excerpt"], m["weak"]) for m in matches] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "weak"),
+    [
+        ('connection to server at "db" (::1), port 5432 failed: Network is unreachable alpha failure 1', True),
+        ('connection to server at "db" (10.0.0.1), port 5432 failed: Network is unreachable alpha failure 1', False),
+        ('connection to server at "::1", port 5432 failed: Cannot assign requested address alpha failure 1', True),
+        (
+            'could not connect to server: Network is unreachable\n\tIs the server running on host "db" (::1) and '
+            "accepting alpha failure 1",
+            True,
+        ),
+        (
+            'could not connect to server: No route to host\n\tIs the server running on host "db" (10.1.1.1) and '
+            "accepting alpha failure 1",
+            False,
+        ),
+        ("connect ENETUNREACH 2001:db8::1:5432 - Local (:::0) alpha failure 1", True),
+        ("connect EHOSTUNREACH 10.0.0.1:5432 alpha failure 1", False),
+        ('  code: "alpha failure 1",', True),
+        ("  errno: alpha failure 1", True),
+        ("  reason: alpha failure 1", False),
+    ],
+)
+def test_an_ipv6_attempt_without_a_route_or_a_dump_property_is_weak_evidence(text: str, weak: bool) -> None:
+    match = explain(text)["matches"][0]
+    assert (match["id"], match["weak"], match["confidence"]) == ("team-alpha", weak, "low" if weak else "medium")
