@@ -9,6 +9,7 @@ confidence to each match from the tables in ``rules/engine.json``.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import re
@@ -40,25 +41,27 @@ LEVELS = ("low", "medium", "high")
 CHECK_COMMAND = 'neondoctor check "$DATABASE_URL"'
 """What to run when the answer is a guess: the checklist tries each step of the connection and stops at the one
 that fails."""
-_TABLES: dict[str, Any] = {}
 
 
+@functools.cache
 def tables() -> dict[str, Any]:
     """The engine's data (rules/engine.json): confidence bands, SQLSTATE classes and their layers, driver
     exception classes. Read once, on first use."""
-    if not _TABLES:
-        import json
+    return _read_tables()
 
-        from neondoctor.rules import engine_tables_file
 
-        data = json.loads(engine_tables_file().read_text(encoding="utf-8"))
-        _TABLES.update(
-            bands=[(band["min_priority"], band["level"]) for band in data["confidence"]["bands"]],
-            classes=data["sqlstate_classes"]["classes"],
-            codes=data["sqlstate_codes"]["codes"],
-            exceptions=data["exception_sqlstates"]["classes"],
-        )
-    return _TABLES
+def _read_tables() -> dict[str, Any]:
+    import json
+
+    from neondoctor.rules import engine_tables_file
+
+    data = json.loads(engine_tables_file().read_text(encoding="utf-8"))
+    return {
+        "bands": [(band["min_priority"], band["level"]) for band in data["confidence"]["bands"]],
+        "classes": data["sqlstate_classes"]["classes"],
+        "codes": data["sqlstate_codes"]["codes"],
+        "exceptions": data["exception_sqlstates"]["classes"],
+    }
 
 
 def sqlstate_meaning(code: str) -> str:

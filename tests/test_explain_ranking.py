@@ -451,3 +451,21 @@ def test_a_hint_that_comes_out_empty_is_left_out() -> None:
     assert (data["matches"][0]["captures"], data["matches"][0]["hint"]) == ({"who": ""}, None)
     _code, data = explain("login as 'bob' refused", rule)
     assert data["matches"][0]["hint"] == "bob"
+
+
+def test_the_runner_up_is_of_another_layer_and_not_weak_evidence() -> None:
+    same_layer = [team_rule("team-top", "tcp", 20, "alpha failure"), team_rule("team-same", "tcp", 15, "failure")]
+    _code, data = explain("alpha failure", *same_layer)
+    assert [(m["id"], m["confidence"]) for m in data["matches"]] == [("team-top", "medium"), ("team-same", "medium")]
+    assert data["answer"]["runner_up"] is None
+    weak_runner = [team_rule("team-top", "tcp", 20, "alpha failure"), team_rule("team-weak", "auth", 50, "econnreset")]
+    _code, data = explain("  code: 'ECONNRESET',\nalpha failure", *weak_runner)
+    assert [(m["id"], m["confidence"]) for m in data["matches"]] == [("team-top", "low"), ("team-weak", "low")]
+    assert data["answer"]["runner_up"] is None
+
+
+def test_a_high_answer_names_no_runner_up_even_an_equally_high_one() -> None:
+    rules = [team_rule("team-top", "tcp", 70, "alpha failure"), team_rule("team-other", "auth", 65, "failure")]
+    _code, data = explain("alpha failure", *rules)
+    assert [(m["id"], m["confidence"]) for m in data["matches"]] == [("team-top", "high"), ("team-other", "high")]
+    assert data["answer"]["runner_up"] is None
