@@ -197,3 +197,13 @@ def test_the_block_read_around_an_error_line(text: str, expected: list[tuple[str
 def test_an_ipv6_attempt_without_a_route_or_a_dump_property_is_weak_evidence(text: str, weak: bool) -> None:
     match = explain(text)["matches"][0]
     assert (match["id"], match["weak"], match["confidence"]) == ("team-alpha", weak, "low" if weak else "medium")
+
+
+def test_a_line_with_non_ascii_letters_is_tried_against_every_regex_of_the_block() -> None:
+    """Case-insensitive matching folds more than str.lower() does (a long s 'ſ' matches 's'): the literal
+    prefilter must not skip such a line."""
+    folded = {**ALPHA, "id": "team-password", "match": {"any": ["password failed", "never printed"]}}
+    text = "ERROR: alpha failure 1\nDETAIL: paſsword failed"
+    assert [m["id"] for m in explain(text, ALPHA, folded)["matches"]] == ["team-alpha", "team-password"]
+    many = "".join(f"ERROR: alpha failure {n}\nDETAIL: paſsword failed {n}\n" for n in range(100, 140))
+    assert [m["id"] for m in explain(many, ALPHA, folded)["matches"]] == ["team-alpha", "team-password"]
