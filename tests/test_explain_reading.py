@@ -76,6 +76,7 @@ def excerpts(text: str | bytes, *rules: dict[str, Any]) -> list[tuple[str, int]]
         (r"alpha failure \\n and \\u0041 stay", r"alpha failure \\n and \\u0041 stay"),
         ("alpha failure A&#11;B&#xDFFF;C&#xE000;D&#xDBFF;E&#10;F", "alpha failure A B C\ue000D E"),
         ("alpha failure & co &amp", "alpha failure & co &amp"),
+        ("alpha failure ends in XX", "alpha failure ends in XX"),
     ],
 )
 def test_prefixes_and_escapes_are_read_through(text: str, excerpt: str) -> None:
@@ -207,3 +208,10 @@ def test_a_line_with_non_ascii_letters_is_tried_against_every_regex_of_the_block
     assert [m["id"] for m in explain(text, ALPHA, folded)["matches"]] == ["team-alpha", "team-password"]
     many = "".join(f"ERROR: alpha failure {n}\nDETAIL: paſsword failed {n}\n" for n in range(100, 140))
     assert [m["id"] for m in explain(many, ALPHA, folded)["matches"]] == ["team-alpha", "team-password"]
+
+
+def test_a_rule_without_literal_text_is_tried_on_every_line_and_lines_are_counted_past_wide_letters() -> None:
+    bare = {**ALPHA, "id": "team-bare", "match": {"any": [r"\d+ \w+ \d+"]}}
+    text = "İstanbul says hello\nnothing here\nERROR: 12 x 34"
+    assert excerpts(text, bare) == [("ERROR: 12 x 34", 3)]
+    assert excerpts("İİ\nERROR: alpha failure 1") == [("ERROR: alpha failure 1", 2)]
