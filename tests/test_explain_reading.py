@@ -215,3 +215,5 @@ def test_a_rule_without_literal_text_is_tried_on_every_line_and_lines_are_counte
     text = "İstanbul says hello\nnothing here\nERROR: 12 x 34"
     assert excerpts(text, bare) == [("ERROR: 12 x 34", 3)]
     assert excerpts("İİ\nERROR: alpha failure 1") == [("ERROR: alpha failure 1", 2)]
+    many = "".join(f"ERROR: alpha failure {n}\n" for n in range(100, 140)) + "ERROR: 12 x 34\n"
+    assert excerpts(many, ALPHA, bare) == [("ERROR: alpha failure 100", 1), ("ERROR: 12 x 34", 41)]
