@@ -211,7 +211,7 @@ def test_a_line_with_non_ascii_letters_is_tried_against_every_regex_of_the_block
 
 
 def test_a_rule_without_literal_text_is_tried_on_every_line_and_lines_are_counted_past_wide_letters() -> None:
-    bare = {**ALPHA, "id": "team-bare", "match": {"any": [r"\d+ \w+ \d+"]}}
+    bare = {**ALPHA, "id": "team-bare", "match": {"any": [r"\d\d\s\w+\s\d\d"]}}  # not one literal character
     text = "İstanbul says hello\nnothing here\nERROR: 12 x 34"
     assert excerpts(text, bare) == [("ERROR: 12 x 34", 3)]
     assert excerpts("İİ\nERROR: alpha failure 1") == [("ERROR: alpha failure 1", 2)]
