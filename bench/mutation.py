@@ -47,8 +47,16 @@ CHECK_TESTS = [
     "tests/test_envfile.py", "tests/test_check_verdicts.py", "tests/test_probe_url_words.py",
     "tests/test_probe_dns_words.py", "tests/test_probe_tcp_words.py", "tests/test_probe_tls_words.py",
     "tests/test_probe_tls_verdicts.py", "tests/test_probe_slots_words.py", "tests/test_probe_tables_words.py",
+    "tests/test_probe_auth_words.py",
 ]
 """checklist.py and probes/: the check's own tests (the default selection also reads README.md, not copied)."""
+SLOW_LINT = [
+    "--deselect", "tests/test_rule_examples.py::test_rules_lint_is_clean",
+    "--deselect", "tests/test_explain_cli.py::test_rules_lint_exit_codes",
+    "--deselect", "tests/test_explain_cli.py::test_rules_test_table_and_exit_codes",
+]
+"""`rules lint`/`rules test` over every built-in example (10-25 s each): tests/test_rules_lint_messages.py checks the
+same code on one-rule files in milliseconds, and a surviving mutant would otherwise cost a minute."""
 
 SELECTION: dict[str, list[str]] = {
     "neondoctor/redact.py": [
@@ -59,8 +67,18 @@ SELECTION: dict[str, list[str]] = {
         "tests/test_url.py", "tests/test_target_table.py", "tests/test_redaction.py", "tests/test_check_forms.py",
         "tests/test_check_runner.py", "tests/test_check_neon.py", *NOT_REAL_SERVER,
     ],
-    "neondoctor/rules.py": ["tests/test_rules_engine.py", "tests/test_rule_examples.py", "tests/test_explain_cli.py"],
-    "neondoctor/explain.py": ["tests/test_explain_cli.py", "tests/test_rules_engine.py", "tests/test_pasted_logs.py"],
+    "neondoctor/rules.py": [
+        "tests/test_rules_engine.py", "tests/test_rules_lint_messages.py", "tests/test_rule_examples.py",
+        "tests/test_explain_ranking.py", "tests/test_explain_cli.py", *SLOW_LINT,
+    ],
+    "neondoctor/explain.py": [
+        "tests/test_explain_ranking.py", "tests/test_explain_reading.py", "tests/test_explain_cli.py",
+        "tests/test_rules_engine.py", "tests/test_pasted_logs.py", "tests/test_explain_confidence.py",
+        "tests/test_explain_generic.py", "tests/test_explain_renderings.py", "tests/test_explain_clients.py",
+        "tests/test_explain_sieve.py", "tests/test_rules_lint_messages.py", "tests/test_explain_big_logs.py",
+        *SLOW_LINT,
+        "--deselect", "tests/test_explain_sieve.py::test_the_literal_index_picks_the_same_matches_as_trying_every_rule",
+    ],
     "neondoctor/checklist.py": CHECK_TESTS,
     "neondoctor/probes/*": CHECK_TESTS,
 }

@@ -9,6 +9,7 @@ confidence to each match from the tables in ``rules/engine.json``.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import re
@@ -40,29 +41,33 @@ LEVELS = ("low", "medium", "high")
 CHECK_COMMAND = 'neondoctor check "$DATABASE_URL"'
 """What to run when the answer is a guess: the checklist tries each step of the connection and stops at the one
 that fails."""
-_TABLES: dict[str, Any] = {}
 
 
+@functools.cache
 def tables() -> dict[str, Any]:
     """The engine's data (rules/engine.json): confidence bands, SQLSTATE classes and their layers, driver
     exception classes. Read once, on first use."""
-    if not _TABLES:
-        import json
+    return _read_tables()
 
-        from neondoctor.rules import engine_tables_file
 
-        data = json.loads(engine_tables_file().read_text(encoding="utf-8"))
-        _TABLES.update(
-            bands=[(band["min_priority"], band["level"]) for band in data["confidence"]["bands"]],
-            classes=data["sqlstate_classes"]["classes"],
-            codes=data["sqlstate_codes"]["codes"],
-            exceptions=data["exception_sqlstates"]["classes"],
-        )
-    return _TABLES
+def _read_tables() -> dict[str, Any]:
+    import json
+
+    from neondoctor.rules import engine_tables_file
+
+    data = json.loads(engine_tables_file().read_text(encoding="utf-8"))
+    return {
+        "bands": [(band["min_priority"], band["level"]) for band in data["confidence"]["bands"]],
+        "classes": data["sqlstate_classes"]["classes"],
+        "codes": data["sqlstate_codes"]["codes"],
+        "exceptions": data["exception_sqlstates"]["classes"],
+    }
 
 
 def sqlstate_meaning(code: str) -> str:
-    return tables()["classes"].get(code[:2], {}).get("meaning", "")
+    """What a SQLSTATE's class means. Every code explain reports has its class in the table: find_sqlstates checks
+    a printed code's, and every driver exception's code is of a listed class (tests/test_explain_ranking.py)."""
+    return tables()["classes"][code[:2]]["meaning"]
 
 
 def sqlstate_layer(code: str) -> str | None:
@@ -70,7 +75,7 @@ def sqlstate_layer(code: str) -> str | None:
     data = tables()
     if code in data["codes"]:
         return data["codes"][code].get("layer")
-    return data["classes"].get(code[:2], {}).get("layer")
+    return data["classes"][code[:2]].get("layer")
 
 
 STRUCTURE_KINDS = {
@@ -191,19 +196,21 @@ class Candidate:
 class Explanation:
     __slots__ = ("answer", "candidates", "empty", "guess", "has_url", "lines", "matches", "sqlstates", "truncated")
 
-    def __init__(self) -> None:
-        self.matches: list[dict[str, Any]] = []
+    def __init__(
+        self, scanner: _Scanner, sqlstates: list[str], matches: list[dict[str, Any]], guess: dict[str, Any] | None
+    ) -> None:
+        self.matches = matches
         """Rule matches, best first."""
-        self.guess: dict[str, Any] | None = None
+        self.guess = guess
         """When no rule matched: a match-shaped guess of the layer from a SQLSTATE (rules/engine.json)."""
-        self.answer: dict[str, Any] | None = None
+        self.answer = _answer(matches or ([guess] if guess else []))
         """The top match (or the guess) summed up: its confidence, whether it is a guess, the runner-up."""
-        self.sqlstates: list[str] = []
-        self.candidates: list[Candidate] = []
-        self.lines = 0
-        self.empty = True
-        self.truncated = False
-        self.has_url = False
+        self.sqlstates = sqlstates
+        self.candidates = scanner.candidates
+        self.lines = scanner.lines
+        self.empty = scanner.empty
+        self.truncated = scanner.truncated
+        self.has_url = scanner.has_url
         """The input holds a postgres:// URL: a user who pasted a connection string wants ``neondoctor url``."""
 
     def to_json(self) -> dict[str, Any]:
@@ -307,7 +314,7 @@ def strip_prefix(line: str) -> str:
     """Drop docker-compose service prefixes, timestamps, syslog headers and [pid] tags."""
     for _ in range(4):
         found = _PREFIX.match(line)
-        if not found or not found.end():
+        if not found:  # every form of _PREFIX is at least two characters long
             break
         line = line[found.end() :]
     return line
@@ -433,7 +440,9 @@ class _Scanner:
             self.has_url = bool(_URL.search(lower))
         counted_pos, counted_line = 0, self._base_line
         for line_start, read, kind, times in self._interesting(buffer, lower, start, limit):
-            if read and len(self.candidates) < MAX_CANDIDATES:
+            if read and len(self.candidates) >= MAX_CANDIDATES:
+                self.truncated = True  # more to read than candidates kept: say so
+            elif read:
                 counted_line += buffer.count("\n", counted_pos, line_start)
                 counted_pos = line_start
                 self._take(buffer, line_start, counted_line)
@@ -806,17 +815,10 @@ def _rule_index(ruleset: RuleSet) -> RuleIndex:
 
 
 def _rank(scanner: _Scanner, ruleset: RuleSet) -> Explanation:
-    result = Explanation()
-    result.candidates = scanner.candidates
-    result.lines = scanner.lines
-    result.empty = scanner.empty
-    result.has_url = scanner.has_url
-    result.truncated = scanner.truncated
     sqlstate_at: dict[str, Candidate] = {}
     for candidate in scanner.candidates:
         for code in candidate.sqlstates:
             sqlstate_at.setdefault(code, candidate)
-    result.sqlstates = list(sqlstate_at)
     best: dict[str, _Hit] = {}
     index = _rule_index(ruleset) if len(scanner.candidates) >= RuleIndex.MIN_CANDIDATES else None
     for candidate in scanner.candidates:
@@ -845,17 +847,15 @@ def _rank(scanner: _Scanner, ruleset: RuleSet) -> Explanation:
     for hit in hits:
         if hit.found is not None and not hit.candidate.demoted:
             agreeing[hit.rule.layer] = agreeing.get(hit.rule.layer, 0) + 1
-    result.matches = [_as_match(hit, redactor, agreeing) for hit in hits]
-    if not result.matches:
-        result.guess = _sqlstate_guess(result.sqlstates)
-    result.answer = _answer(result.matches or ([result.guess] if result.guess else []))
-    return result
+    matches = [_as_match(hit, redactor, agreeing) for hit in hits]
+    sqlstates = list(sqlstate_at)
+    return Explanation(scanner, sqlstates, matches, None if matches else _sqlstate_guess(sqlstates))
 
 
 def confidence(priority: int, *, text: bool, weak: bool, agree: int) -> str:
     """From data (rules/engine.json): the priority band, one level down for a SQLSTATE-only match or weak
     evidence, one level up when another rule of the same layer matched the text too."""
-    level = next((lvl for floor, lvl in tables()["bands"] if priority >= floor), "low")
+    level = next(lvl for floor, lvl in tables()["bands"] if priority >= floor)  # the last band starts at 0
     index = LEVELS.index(level) - (not text) - weak + (agree > 0)
     return LEVELS[max(0, min(index, len(LEVELS) - 1))]
 
@@ -919,12 +919,13 @@ def _as_match(hit: _Hit, redactor: Redactor, agreeing: dict[str, int]) -> dict[s
     agree = max(0, agreeing.get(rule.layer, 0) - text)
     weak = hit.candidate.demoted
     matched = " ".join(hit.found.group(0).split())[:80] if hit.found else f"SQLSTATE {hit.sqlstate}"
+    hint = format_hint(rule.hint, captures)
     return {
         "id": rule.id,
         "layer": rule.layer,
         "blame": rule.blame,
         "title": rule.title,
-        "hint": redactor(hint) if (hint := format_hint(rule.hint, captures)) else None,
+        "hint": hint and redactor(hint),
         "cause": rule.cause,
         "fix": list(rule.fix),
         "fix_when": list(rule.fix_when),

@@ -306,15 +306,15 @@ def _load(dirs: list[tuple[str, Path]], files: list[tuple[str, Path]]) -> RuleSe
 def _read_yaml(path: Path, shown: str) -> tuple[list[Any], list[Problem]]:
     import yaml
 
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    base = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
     duplicates: list[str] = []
 
     class StrictLoader(base):  # type: ignore[misc, valid-type]
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            keys = [self.construct_object(key, deep=True) for key, _ in node.value]
-            for key in {k for k in keys if isinstance(k, str) and keys.count(k) > 1}:
+        def construct_mapping(self, node: Any, *args: Any, **kwargs: Any) -> Any:
+            keys = [key.value for key, _ in node.value if key.tag == "tag:yaml.org,2002:str"]
+            for key in {k for k in keys if keys.count(k) > 1}:
                 duplicates.append(f"duplicate key {key!r} in the mapping at line {node.start_mark.line + 1}")
-            return super().construct_mapping(node, deep=deep)
+            return super().construct_mapping(node, *args, **kwargs)
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -366,10 +366,7 @@ def parse_rule(raw: Any, file: str, origin: str, index: int = 0) -> tuple[Rule |
         problem("'docs' must be a list of links")
         docs = []
     any_patterns, unless, sqlstates, literals = _parse_match(raw.get("match"), problem)
-    hint = raw.get("hint")
-    if hint is not None and not _valid_hint(hint, any_patterns):
-        problem("'hint' must be one line whose {placeholders} are named groups of match.any")
-        hint = None
+    hint = _parse_hint(raw.get("hint"), any_patterns, problem)
     examples = _parse_examples(raw, "examples", problem)
     not_examples = _parse_examples(raw, "not_examples", problem)
     if "examples" not in raw or (isinstance(raw.get("examples"), list) and not raw["examples"]):
@@ -382,7 +379,7 @@ def parse_rule(raw: Any, file: str, origin: str, index: int = 0) -> tuple[Rule |
             "layer": raw["layer"] if isinstance(raw.get("layer"), str) else "",
             "blame": raw["blame"] if isinstance(raw.get("blame"), str) else "",
             "title": raw["title"].strip(),
-            "hint": " ".join(hint.split()) if hint else None,
+            "hint": hint,
             "priority": priority,
             "any": any_patterns,
             "unless": unless,
@@ -399,6 +396,15 @@ def parse_rule(raw: Any, file: str, origin: str, index: int = 0) -> tuple[Rule |
         }
     )
     return rule, problems
+
+
+def _parse_hint(hint: Any, patterns: list[str], problem: Any) -> str | None:
+    if hint is None:
+        return None
+    if not _valid_hint(hint, patterns):
+        problem("'hint' must be one line whose {placeholders} are named groups of match.any")
+        return None
+    return " ".join(hint.split())
 
 
 def _parse_fix(fix: Any, problem: Any) -> tuple[list[str], list[str | None]]:
@@ -432,7 +438,7 @@ def _parse_match(
     for key in sorted(set(match) - MATCH_KEYS, key=str):
         problem(f"unknown key 'match.{key}'")
     any_patterns = match.get("any")
-    if not isinstance(any_patterns, list) or not all(isinstance(p, str) and p for p in any_patterns or [0]):
+    if not (isinstance(any_patterns, list) and any_patterns and all(isinstance(p, str) and p for p in any_patterns)):
         problem("'match.any' must be a non-empty list of regexes", True)
         any_patterns = []
     unless = match.get("unless", [])
@@ -443,7 +449,7 @@ def _parse_match(
     for key, patterns in (("any", any_patterns), ("unless", unless)):
         for number, pattern in enumerate(patterns, 1):
             try:
-                compiled = re.compile(pattern, re.IGNORECASE)
+                compiled = re.compile(pattern)
             except re.error as exc:
                 problem(f"match.{key}[{number}] is not a valid regex: {exc}", True)
                 continue
@@ -475,9 +481,9 @@ def _parse_match(
 
 
 def _parse_examples(raw: dict[str, Any], key: str, problem: Any) -> list[dict[str, str]]:
-    items = raw.get(key, [])
+    items = raw.get(key)
     if items is None:
-        items = []
+        return []
     if not isinstance(items, list):
         problem(f"'{key}' must be a list of {{text, source}}")
         return []
@@ -620,9 +626,12 @@ class ExampleResult(NamedTuple):
     """``example`` or ``not_example``."""
     index: int
     text: str
-    ok: bool
-    detail: str
-    """Why it failed: not matched, or which rule ranked first."""
+    detail: str | None
+    """Why it failed: not matched, matched by mistake, or which rule ranked first; None when it passed."""
+
+    @property
+    def ok(self) -> bool:
+        return self.detail is None
 
 
 def run_examples(ruleset: RuleSet) -> list[ExampleResult]:
@@ -631,43 +640,33 @@ def run_examples(ruleset: RuleSet) -> list[ExampleResult]:
 
     results: list[ExampleResult] = []
     for rule in ruleset:
-        for index, example in enumerate(rule.examples):
-            matches = explain_text(example["text"], ruleset).matches
-            ids = [m["id"] for m in matches]
-            if rule.id not in ids:
-                results.append(ExampleResult(rule, "example", index, example["text"], False, "does not match"))
-            elif ids[0] != rule.id:
-                first = ruleset.by_id[ids[0]]
-                results.append(
-                    ExampleResult(
-                        rule,
-                        "example",
-                        index,
-                        example["text"],
-                        False,
-                        f"matches, but '{first.id}' (priority {first.priority}) ranks first; this rule has priority "
-                        f"{rule.priority}",
-                    )
-                )
-            else:
-                results.append(ExampleResult(rule, "example", index, example["text"], True, ""))
-        for index, example in enumerate(rule.not_examples):
-            matches = explain_text(example["text"], ruleset).matches
-            hit = any(m["id"] == rule.id for m in matches)
-            results.append(
-                ExampleResult(rule, "not_example", index, example["text"], not hit, "matches" if hit else "")
-            )
+        for kind, examples in (("example", rule.examples), ("not_example", rule.not_examples)):
+            for index, example in enumerate(examples):
+                ids = [match["id"] for match in explain_text(example["text"], ruleset).matches]
+                results.append(ExampleResult(rule, kind, index, example["text"], _verdict(rule, kind, ids, ruleset)))
     return results
+
+
+def _verdict(rule: Rule, kind: str, ids: list[str], ruleset: RuleSet) -> str | None:
+    if kind == "not_example":
+        return "matches" if rule.id in ids else None
+    if rule.id not in ids:
+        return "does not match"
+    if ids[0] != rule.id:
+        first = ruleset.by_id[ids[0]]
+        return (
+            f"matches, but '{first.id}' (priority {first.priority}) ranks first; this rule has priority {rule.priority}"
+        )
+    return None
 
 
 def lint(ruleset: RuleSet) -> list[Problem]:
     """Every problem: format (found while loading) and examples."""
     problems = list(ruleset.problems)
     for result in run_examples(ruleset):
-        if result.ok:
-            continue
-        word = "example" if result.kind == "example" else "not_example"
-        problems.append(Problem(result.rule.file, result.rule.id, f"{word}[{result.index + 1}] {result.detail}"))
+        if not result.ok:
+            message = f"{result.kind}[{result.index + 1}] {result.detail}"
+            problems.append(Problem(result.rule.file, result.rule.id, message))
     return problems
 
 
@@ -688,11 +687,11 @@ def _valid_hint(hint: Any, patterns: list[str]) -> bool:
 
 
 def format_hint(hint: str | None, captures: dict[str, str]) -> str | None:
-    """The rule's hint with the captured names filled in; None when a name was not captured."""
+    """The rule's hint with the captured names filled in; None when a name was not captured or it comes out empty."""
     if not hint:
         return None
     try:
-        return hint.format_map(captures)
+        return hint.format_map(captures) or None
     except (KeyError, IndexError, ValueError):
         return None
 

@@ -30,10 +30,10 @@ SECRETS = ("Sup3r-S3cret-pw", "npg_8XyQwErTz1", "napi_abcdefghijklmnopqrstuvwxyz
 
 
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.delenv("NEONDOCTOR_RULES", raising=False)
     monkeypatch.delenv("NEONDOCTOR_NO_CACHE", raising=False)
-    monkeypatch.setenv("NEONDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NEONDOCTOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))  # parsed once per run
     monkeypatch.setenv("NO_COLOR", "1")
 
 
