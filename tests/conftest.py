@@ -211,3 +211,19 @@ def blackhole() -> Iterator[tuple[str, int]]:
         for sock in fillers:
             sock.close()
         listener.close()
+
+
+@pytest.fixture
+def only_rules_written_here(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No built-in rules and a fresh rules cache: a run sees only the rule files a test writes under tmp_path,
+    which is the working directory (paths print as written, e.g. mine/r.yaml)."""
+    from neondoctor import rules as rules_module
+
+    (tmp_path / "builtin").mkdir()
+    monkeypatch.setattr(rules_module, "builtin_dir", lambda: tmp_path / "builtin")
+    monkeypatch.delenv("NEONDOCTOR_RULES", raising=False)
+    monkeypatch.delenv("NEONDOCTOR_NO_CACHE", raising=False)
+    monkeypatch.setenv("NEONDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

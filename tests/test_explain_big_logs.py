@@ -15,7 +15,6 @@ from click.testing import CliRunner
 
 import neondoctor.sieve
 from neondoctor import explain as explain_module
-from neondoctor import rules as rules_module
 from neondoctor.cli import cli
 
 
@@ -46,13 +45,7 @@ RULES = [
 
 
 @pytest.fixture(autouse=True)
-def only_team_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    (tmp_path / "builtin").mkdir()
-    monkeypatch.setattr(rules_module, "builtin_dir", lambda: tmp_path / "builtin")
-    monkeypatch.delenv("NEONDOCTOR_RULES", raising=False)
-    monkeypatch.setenv("NEONDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("NO_COLOR", "1")
-    monkeypatch.chdir(tmp_path)
+def team_rules(only_rules_written_here: Path) -> None:
     Path("team").mkdir()
     Path("team/r.yaml").write_text(yaml.safe_dump({"rules": RULES}, sort_keys=False))
 

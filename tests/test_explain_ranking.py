@@ -12,22 +12,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from neondoctor import rules as rules_module
 from neondoctor.cli import cli
 from neondoctor.explain import tables
 
 CHECK = 'neondoctor check "$DATABASE_URL"'
 
 
-@pytest.fixture(autouse=True)
-def only_team_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    (tmp_path / "builtin").mkdir()
-    monkeypatch.setattr(rules_module, "builtin_dir", lambda: tmp_path / "builtin")
-    monkeypatch.delenv("NEONDOCTOR_RULES", raising=False)
-    monkeypatch.delenv("NEONDOCTOR_NO_CACHE", raising=False)
-    monkeypatch.setenv("NEONDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("NO_COLOR", "1")
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("only_rules_written_here")
 
 
 def team_rule(rule_id: str, layer: str, priority: int, *patterns: str, **extra: Any) -> dict[str, Any]:

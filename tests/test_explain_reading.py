@@ -12,7 +12,6 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from neondoctor import rules as rules_module
 from neondoctor.cli import cli
 
 ALPHA = {
@@ -28,14 +27,7 @@ ALPHA = {
 }
 
 
-@pytest.fixture(autouse=True)
-def only_team_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    (tmp_path / "builtin").mkdir()
-    monkeypatch.setattr(rules_module, "builtin_dir", lambda: tmp_path / "builtin")
-    monkeypatch.delenv("NEONDOCTOR_RULES", raising=False)
-    monkeypatch.setenv("NEONDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("NO_COLOR", "1")
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("only_rules_written_here")
 
 
 def explain(text: str | bytes, *rules: dict[str, Any]) -> dict[str, Any]:

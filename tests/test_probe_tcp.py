@@ -23,12 +23,16 @@ from neondoctor.target import parse_target
 CLEAN_ENV = dict.fromkeys(("DATABASE_URL", "PGHOST", "PGHOSTADDR", "PGPORT", "PGSSLMODE", "PGSSLROOTCERT"))
 
 
-def run_tcp(url: str, addresses: list[Address] | None = None, **options: Any) -> tuple[ProbeResult, CheckContext]:
+def run_tcp(
+    url: str, addresses: list[Address] | None = None, hosts: dict[tuple[str, int], str] | None = None,
+    **options: Any,
+) -> tuple[ProbeResult, CheckContext]:
     ctx = CheckContext(parse_target(url), CheckOptions(**options))
     if addresses is None:
         dns_probe.run(ctx)
     else:
         ctx.addresses = addresses
+        ctx.facts["address_hosts"] = hosts or {}
     try:
         return tcp.run(ctx), ctx
     finally:

@@ -9,31 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from test_probe_tcp import run_tcp
 
-from neondoctor.probes import dns, tcp
-from neondoctor.probes.base import Address, CheckContext, CheckOptions, ProbeResult
-from neondoctor.target import parse_target
+from neondoctor.probes import tcp
+from neondoctor.probes.base import Address
 
 NEON_HOST = "ep-cool-darkness-123456.us-east-2.aws.neon.tech"
 REFUSED_TEXT = "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?"
-
-
-def run_tcp(
-    url: str, addresses: list[Address] | None = None, hosts: dict[tuple[str, int], str] | None = None,
-    **options: Any,
-) -> tuple[ProbeResult, CheckContext]:
-    ctx = CheckContext(parse_target(url), CheckOptions(**options))
-    if addresses is None:
-        dns.run(ctx)
-    else:
-        ctx.addresses = addresses
-        ctx.facts["address_hosts"] = hosts or {}
-    try:
-        return tcp.run(ctx), ctx
-    finally:
-        kept = ctx.facts.pop("tcp_socket", None)
-        if kept is not None:
-            kept.close()
 
 
 def said(result: Any) -> tuple[str, str, str | None, bool, str | None, str | None]:

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from test_rules_engine import DROP, rule
 
-from neondoctor import rules as rules_module
 from neondoctor.cli import cli
 
-DROP = object()
 FILE = "mine/r.yaml"
 LAYERS = "url, dns, tcp, tls, auth, database, slots, tables, server, pooler, client"
 NO_SOURCE = "has no 'source' (the client and version that printed it, or a public link)"
@@ -28,31 +27,9 @@ NO_LITERAL = (
 BAD_FIX = "'fix' must be a non-empty list of steps"
 
 
-@pytest.fixture(autouse=True)
-def only_these_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No built-in rules: every rule a run sees is one a test wrote under ./mine (paths print as mine/…)."""
-    (tmp_path / "builtin").mkdir()
-    monkeypatch.setattr(rules_module, "builtin_dir", lambda: tmp_path / "builtin")
-    monkeypatch.delenv("NEONDOCTOR_RULES", raising=False)
-    monkeypatch.delenv("NEONDOCTOR_NO_CACHE", raising=False)
-    monkeypatch.setenv("NEONDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("NO_COLOR", "1")
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("only_rules_written_here")
 
 
-def rule(**changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": "demo-rule",
-        "layer": "tcp",
-        "blame": "user",
-        "title": "Demo",
-        "match": {"any": [r"demo failure \d+"]},
-        "cause": "Because.",
-        "fix": ["Do this."],
-        "examples": [{"text": "demo failure 42", "source": "engine test"}],
-    }
-    data.update(changes)
-    return {key: value for key, value in data.items() if value is not DROP}
 
 
 def write(*items: Any, raw: str | bytes | None = None, name: str = "r.yaml", folder: str = "mine") -> Path:
