@@ -3,12 +3,17 @@ noted, not failed; real mistakes in a string still stop the chain at url."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 from pgcluster import ALICE_PASSWORD, PgCluster
-from test_check import LOG_COMPLAINTS, PROBE_ORDER, assert_no_secret, check
+from test_check import LOG_COMPLAINTS, NEON_HOST, PROBE_ORDER, assert_no_secret, check
 
 PW = quote(ALICE_PASSWORD, safe="")
 
@@ -42,6 +47,49 @@ def test_the_tutorials_string_is_checked_politely(pg: PgCluster) -> None:
     for complaint in LOG_COMPLAINTS:
         assert complaint not in log, log
     assert_no_secret(log)
+
+
+LOADED_CRYPTOGRAPHY = """
+import json, sys
+from neondoctor.cli import cli
+try:
+    cli.main(sys.argv[1:], standalone_mode=False)
+finally:
+    print(json.dumps(sorted(m for m in sys.modules if m.startswith("cryptography"))), file=sys.stderr)
+"""
+
+
+def test_the_tutorials_string_on_a_neon_host_is_verified_in_its_one_handshake(
+    pg_factory: Any, dns_server: Any, tmp_path: Path
+) -> None:
+    """Neon's proxy serves a publicly trusted chain: with sslmode=require the TLS step verifies it against the
+    system's roots (here the test CA, through SSL_CERT_FILE) in its one handshake, with no cryptography import."""
+    cluster = pg_factory(ssl="ca", cert_names=(NEON_HOST,))
+    url = f"postgresql+psycopg2://alice:{PW}@{NEON_HOST}:{cluster.port}/app?sslmode=require"
+    env = {"HOME": str(tmp_path), "SSL_CERT_FILE": str(cluster.ca_path), "PATH": "/usr/bin:/bin", "NO_COLOR": "1"}
+    nameserver = str(dns_server({NEON_HOST: "127.0.0.1"}))
+    mark = cluster.log_mark()
+    run = subprocess.run(
+        [sys.executable, "-c", LOADED_CRYPTOGRAPHY, "check", url, "--nameserver", nameserver, "--json"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert_no_secret(run.stdout + run.stderr)
+    report = json.loads(run.stdout)
+    tls = next(probe for probe in report["probes"] if probe["name"] == "tls")
+    assert tls["summary"].endswith(
+        "; sslmode=require does not check the certificate, but it verifies against the system's trusted roots"
+    )
+    assert tls["details"]["verified_in_handshake"] == "system roots" and tls["details"]["connections"] == 1
+    notes = " ".join(tls["details"]["notes"])
+    assert "sslmode=verify-full&sslrootcert=system (libpq >= 16) would also protect" in notes
+    assert json.loads(run.stderr.strip().splitlines()[-1]) == []
+    cluster.wait_for_log(r"disconnection: .*user=alice", mark)
+    time.sleep(0.2)
+    log = cluster.log_since(mark)
+    assert log.count("connection received") <= 2, log
+    for complaint in LOG_COMPLAINTS:
+        assert complaint not in log, log
 
 
 @pytest.mark.parametrize(

@@ -221,6 +221,31 @@ def test_neon_behind_an_intercepting_proxy_without_verification(peer: Any, mode:
     assert result.matches[0]["excerpt"] == "SSL error: certificate verify failed"
 
 
+@pytest.mark.parametrize("mode", ["require", "prefer"])
+def test_neon_with_a_publicly_trusted_chain_is_verified_in_the_one_handshake(
+    peer: Any, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(peer.ca_path))  # the test CA stands for a public root here
+    result, _ = chain(peer.url(host=NEON_HOST, hostaddr="127.0.0.1", sslmode=mode))
+    assert said(result) == (
+        "pass",
+        f"TLS works: {described(result)}; sslmode={mode} does not check the certificate, but it verifies against "
+        "the system's trusted roots",
+        None, False,
+        ["sslmode=verify-full&sslrootcert=system (libpq >= 16) would also protect against a man-in-the-middle"],
+    )
+    assert result.details["verified_in_handshake"] == "system roots" and result.details["connections"] == 1
+    assert result.details["certificate"]["issuer"].startswith("O=neondoctor test CA, ")
+
+
+def test_off_neon_require_verifies_nothing_in_the_handshake(peer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A private CA is common off Neon: a verifying handshake would end in an alert the server logs as an error."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(peer.ca_path))
+    result, _ = chain(peer.url(host="localhost", sslmode="require"))
+    assert str(result.status) == "pass" and result.details["verified_in_handshake"] is None
+    assert result.summary.endswith("does not check the certificate, but it verifies against the system's trusted roots")
+
+
 def test_neon_behind_an_intercepting_proxy_with_verify_full(peer: Any) -> None:
     from psycopg import pq
 
@@ -364,6 +389,7 @@ def test_the_details_of_a_verified_handshake(peer: Any) -> None:
     assert details == {
         "address": f"127.0.0.1:{peer.port}", "host": "localhost", "sni": "localhost", "sslmode": "verify-full",
         "reused_tcp_connection": True, "negotiation": "postgres", "connections": 1, "server_answer": "S",
+        "verified_in_handshake": "sslrootcert",
         "tcp_connect_ms": ctx.facts["tcp_connect_ms"], "protocol": ctx.facts["tls_version"],
         "cipher": ctx.facts["tls_cipher"], "cipher_bits": details["cipher_bits"], "alpn": "postgresql",
         "chain_length": 1,

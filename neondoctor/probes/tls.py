@@ -5,7 +5,10 @@ present), OpenSSL verifies it in that handshake exactly as libpq will, and the s
 leaf: the healthy path imports nothing more. Where libpq verifies nothing, the handshake verifies
 nothing either (a failed verification would send an alert the server logs as an error), and the
 served chain is checked offline with cryptography's verifier against the system's roots, for the
-notes and for a TLS-intercepting proxy. When OpenSSL rejects a chain, a second, unverified handshake
+notes and for a TLS-intercepting proxy. A Neon host is the exception: its proxy serves a publicly
+trusted chain, so OpenSSL verifies it against the system's roots in the one handshake, and the
+healthy path needs no cryptography (its import costs more than the rest of the check's own work).
+When OpenSSL rejects a chain, a second, unverified handshake
 fetches it and cryptography says why: expired, not yet valid, an intermediate left out, an unknown CA.
 The host name follows libpq's verify-full rules. The whole step ends at one deadline.
 """
@@ -60,7 +63,8 @@ def warm_up(ctx: CheckContext) -> None:
     """
     global _warm
     mode = ctx.target.sslmode
-    if mode in ("disable", *VERIFY_MODES) and client_files(ctx)[0] is None:
+    verified_in_handshake = mode in ("disable", *VERIFY_MODES) or (_neon(ctx) and mode in ("prefer", "require"))
+    if verified_in_handshake and client_files(ctx)[0] is None:
         return
     if _warm is None and "cryptography.x509.verification" not in sys.modules:
         _warm = threading.Thread(target=_import_cryptography, name="tls-warm-up", daemon=True)
@@ -247,6 +251,10 @@ class Roots:
         if self.exists:
             return f"sslrootcert {self.path}" if self.origin != "default" else f"{self.path} (libpq's default)"
         return "the system's trusted roots"
+
+
+SYSTEM_ROOTS = Roots("system", "system", system=True, exists=True)
+"""The roots ``sslrootcert=system`` names: OpenSSL's default paths (SSL_CERT_FILE, SSL_CERT_DIR honoured)."""
 
 
 def _libpq_major() -> int:
@@ -745,7 +753,10 @@ def run(ctx: CheckContext) -> ProbeResult:
     ctx.facts["tls_supported"] = True
     started = time.monotonic()
     verifying = roots.usable and mode not in ("disable", "allow")
-    first = handshake(sock, _client_context(ctx.target.params, roots if verifying else None), sni, deadline)
+    system_first = not verifying and mode in ("prefer", "require") and _neon(ctx)
+    details["verified_in_handshake"] = "sslrootcert" if verifying else "system roots" if system_first else None
+    context_roots = roots if verifying else SYSTEM_ROOTS if system_first else None
+    first = handshake(sock, _client_context(ctx.target.params, context_roots), sni, deadline)
     details["handshake_ms"] = round((time.monotonic() - started) * 1000, 1)
     ctx.facts["tls_handshake_ms"] = details["handshake_ms"]
     prefix = f"connection to server at {_where(host, address)}, port {address.port} failed: "
@@ -789,7 +800,7 @@ def run(ctx: CheckContext) -> ProbeResult:
     except (ValueError, KeyError) as exc:
         details["certificate_error"] = f"could not decode the certificate: {exc}"
     details["certificate"] = cert
-    if verifying and first.ok:
+    if (verifying or system_first) and first.ok:
         check = ChainCheck(True, served=len(first.chain))
     else:
         try:
