@@ -181,6 +181,7 @@ class Redactor:
         self._net_forms: dict[str, set[str]] = {}
         """Each form a secret may take in text (raw, percent-encoded, JSON, …) → the secrets it stands for."""
         self._net: re.Pattern[str] | None = None
+        self._net_stale = False
         self._regions: list[tuple[str, int, int]] = []
         for secret in secrets:
             self.add(secret)
@@ -199,8 +200,16 @@ class Redactor:
         for form in _variants(secret):
             if _long_enough(form):
                 self._net_forms.setdefault(form, set()).add(secret)
-        ordered = sorted(self._net_forms, key=len, reverse=True)
-        self._net = re.compile("|".join(re.escape(form) for form in ordered)) if ordered else None
+        self._net_stale = True
+
+    def _value_net(self) -> re.Pattern[str] | None:
+        """One alternation of every form of every secret, longest first; compiled when first used, since a
+        target adds its secrets one by one (user, password, each region) and a healthy run may never ask."""
+        if self._net_stale:
+            ordered = sorted(self._net_forms, key=len, reverse=True)
+            self._net = re.compile("|".join(re.escape(form) for form in ordered)) if ordered else None
+            self._net_stale = False
+        return self._net
 
     def add_region(self, text: str, start: int, end: int) -> None:
         """``text[start:end]`` is secret: fragments of ``text`` overlapping it are never echoed."""
@@ -251,7 +260,8 @@ class Redactor:
 
     def known(self, text: str) -> str:
         """Only the last net (long known secrets by value): for text we wrote, which patterns would mangle."""
-        return self._net.sub(self._mask_form, text) if self._net is not None and text else text
+        net = self._value_net() if text else None
+        return net.sub(self._mask_form, text) if net is not None else text
 
     def _mask_form(self, match: re.Match[str]) -> str:
         form = match.group(0)

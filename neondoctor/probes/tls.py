@@ -240,6 +240,8 @@ class Roots:
     system: bool = False
     exists: bool = False
     load_error: str | None = None
+    context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+    """A client context that trusts exactly ``path``, made while checking that OpenSSL can read it."""
 
     @property
     def usable(self) -> bool:
@@ -278,10 +280,14 @@ def find_roots(ctx: CheckContext) -> Roots:
         return Roots(origin, value, system=modern, exists=modern)
     roots = Roots(origin, value, exists=os.path.exists(value))
     if roots.exists:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
         try:
-            ssl.create_default_context(cafile=value)
+            context.load_verify_locations(cafile=value)
         except (ssl.SSLError, OSError, ValueError) as exc:
             roots.load_error = getattr(exc, "strerror", None) or str(exc)
+        else:
+            roots.context = context
     return roots
 
 
@@ -303,13 +309,16 @@ def tls_versions(params: dict[str, str]) -> tuple[str, str | None]:
 def _client_context(params: dict[str, str], roots: Roots | None = None) -> ssl.SSLContext:
     """What libpq offers: its TLS versions, ALPN ``postgresql``; with ``roots``, OpenSSL verifies the chain as
     libpq will (the host name is checked by :func:`hostname_matches`), else nothing is verified here."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
+    if roots is not None and roots.context is not None:
+        context = roots.context
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
     if roots is None:
         context.verify_mode = ssl.CERT_NONE
     elif roots.system:
         context.load_default_certs()
-    else:
+    elif roots.context is None:
         context.load_verify_locations(cafile=roots.path)
     low, high = tls_versions(params)
     with contextlib.suppress(ValueError, KeyError):
